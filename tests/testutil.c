@@ -1,0 +1,66 @@
+/* tests/testutil.c — helpers shared by the Check suites: residency (mincore), /proc/self/maps, the runner. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+size_t tu_page(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+long tu_resident_pages(const void *addr, size_t len)
+{
+    size_t pages = (len + tu_page() - 1) / tu_page();
+    unsigned char *vec = malloc(pages ? pages : 1);
+    if (!vec)
+        return -1;
+    long count = -1;
+    if (mincore((void *)addr, len, vec) == 0) {
+        count = 0;
+        for (size_t i = 0; i < pages; i++)
+            count += vec[i] & 1;
+    }
+    free(vec);
+    return count;
+}
+
+int tu_maps_perms(const void *addr, char perms[5])
+{
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps)
+        return -1;
+    char line[512];
+    int found = -1;
+    unsigned long a = (unsigned long)addr;
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char p[5];
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, p) == 3 && a >= lo && a < hi) {
+            memcpy(perms, p, 5);
+            found = 0;
+            break;
+        }
+    }
+    fclose(maps);
+    return found;
+}
+
+int tu_is_mapped(const void *addr)
+{
+    char perms[5];
+    return tu_maps_perms(addr, perms) == 0;
+}
+
+int tu_run(Suite *suite)
+{
+    SRunner *runner = srunner_create(suite);
+    srunner_set_fork_status(runner, CK_FORK);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
