@@ -1,0 +1,54 @@
+/* lib/os.h — the thin Linux primitive layer under the region map: one kernel mechanism per call. */
+#ifndef KVMM_OS_H
+#define KVMM_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Contract, for every kvmm_os_* call below: addresses and lengths are page aligned and non-zero;
+ * the call returns 0 on success or a negative errno; on failure the kernel state is unchanged
+ * unless the comment says otherwise. None takes a lock or allocates heap memory.
+ */
+
+size_t kvmm_os_page_size(void);
+
+/*
+ * Reserves len bytes of inaccessible, unaccounted address space (PROT_NONE, MAP_NORESERVE).
+ * fixed != 0: exactly at fixed, never replacing an existing mapping (-EEXIST; also on kernels
+ * older than 4.17, where MAP_FIXED_NOREPLACE is only a hint and the result is checked).
+ */
+int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out);
+
+/* munmap. May fail with -ENOMEM when it must split a mapping past vm.max_map_count. */
+int kvmm_os_release(uintptr_t addr, size_t len);
+
+/* mprotect with POSIX PROT_* bits. A failure part-way through several kernel mappings can leave
+ * some changed: callers that need to know read the result back with kvmm_os_scan_prot. */
+int kvmm_os_protect(uintptr_t addr, size_t len, int prot);
+
+/* Allocates and maps every page now, as a write fault would (MADV_POPULATE_WRITE, Linux 5.14+;
+ * older kernels: an atomic no-op write per page). Needs write permission. -ENOMEM when RAM runs
+ * out; pages populated before the failure stay populated. */
+int kvmm_os_populate(uintptr_t addr, size_t len);
+
+/* Frees the physical pages; anonymous memory then reads as zero (MADV_DONTNEED). The range must
+ * not be mlocked (the kernel refuses DONTNEED on VM_LOCKED mappings). */
+int kvmm_os_discard(uintptr_t addr, size_t len);
+
+/* mlock / munlock. kvmm_os_pin fails with -ENOMEM/-EPERM/-EAGAIN when RLIMIT_MEMLOCK or the
+ * capability set forbids it; a failure part-way may leave part locked (undo with kvmm_os_unpin). */
+int kvmm_os_pin(uintptr_t addr, size_t len);
+int kvmm_os_unpin(uintptr_t addr, size_t len);
+
+/* Installs guard markers (MADV_GUARD_INSTALL, Linux 6.13+) so any access faults even if the
+ * protection is later changed. -EINVAL/-ENOSYS on kernels without it. */
+int kvmm_os_install_guard(uintptr_t addr, size_t len);
+
+/* Reads /proc/self/maps and reports the kernel protection of every part of [start, end) that is
+ * mapped, in address order. For error paths and tests only: it is a file read. */
+typedef void (*kvmm_os_prot_fn)(void *ctx, uintptr_t lo, uintptr_t hi, int prot);
+int kvmm_os_scan_prot(uintptr_t start, uintptr_t end, kvmm_os_prot_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,96 @@
+/* lib/region_map.h — the process's regions (an AVL tree by base) and each region's spans of uniform pages. */
+#ifndef KVMM_REGION_MAP_H
+#define KVMM_REGION_MAP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "avl.h"
+
+/*
+ * The NT design the KasperskyOS VMM follows: a balanced tree of allocations (MEMORY_AREA), each
+ * holding a list of sub-ranges with uniform attributes (MmAlterRegion). Here both levels are AVL
+ * trees keyed by address, so lookups are O(log regions + log spans), and spans are coalesced after
+ * every change, so a 1 TiB region that was reserved and then committed is still one span.
+ *
+ * Locking: the map lock (a rwlock) guards the region tree; each region's mutex guards its spans
+ * and its kernel state. Order: map lock, then region lock. An operation on one region may drop the
+ * map lock once it holds the region lock: a region leaves the tree only under both locks.
+ */
+
+enum kvmm_state {
+    KVMM_RESERVED = 0,  /* no access; no physical memory */
+    KVMM_LAZY = 1,      /* committed; memory arrives on first touch */
+    KVMM_FULL = 2,      /* committed; populated when committed */
+};
+
+struct kvmm_attrs {
+    uint8_t state;   /* enum kvmm_state */
+    uint8_t prot;    /* VMM_FLAG_READ|WRITE|EXECUTE subset: current, or pending while reserved */
+    uint8_t pinned;  /* KVMM_FULL only: mlock succeeded */
+};
+
+static inline bool kvmm_attrs_equal(struct kvmm_attrs a, struct kvmm_attrs b)
+{
+    return a.state == b.state && a.prot == b.prot && a.pinned == b.pinned;
+}
+
+/* The kernel protection a page must have: the single place where state x protection is derived. */
+int kvmm_kernel_prot(struct kvmm_attrs a);
+
+struct kvmm_span {
+    struct kvmm_avl_node node;  /* key = first byte */
+    uintptr_t end;
+    struct kvmm_attrs a;
+};
+
+enum kvmm_backing { KVMM_BACKING_ANON = 0, KVMM_BACKING_MDL = 1 };
+
+struct kvmm_region {
+    struct kvmm_avl_node node;  /* key = first usable byte */
+    uintptr_t end;              /* one past the last usable byte */
+    int flags;                  /* KnVmAllocate flags; a guard flag only while this piece has that edge */
+    enum kvmm_backing backing;
+    bool counted;               /* included in the regions statistic */
+    pthread_mutex_t lock;
+    struct kvmm_avl_tree spans;
+    struct kvmm_span *spare[2]; /* kvmm_region_set never allocates: see kvmm_region_prepare */
+};
+
+/* Map lock. */
+void kvmm_map_rdlock(void);
+void kvmm_map_wrlock(void);
+void kvmm_map_unlock(void);
+
+/* The region whose usable range contains addr, or NULL. Map lock held. */
+struct kvmm_region *kvmm_map_find(uintptr_t addr);
+/* The region owning the guard page that contains addr, or NULL. Map lock held. */
+struct kvmm_region *kvmm_map_find_guard(uintptr_t addr);
+void kvmm_map_insert(struct kvmm_region *r);   /* map write-locked */
+void kvmm_map_remove(struct kvmm_region *r);   /* map write-locked */
+
+/* Guard pages actually present around r. */
+uintptr_t kvmm_region_low_guard(const struct kvmm_region *r);  /* 0 if none */
+uintptr_t kvmm_region_high_guard(const struct kvmm_region *r); /* 0 if none */
+
+/* A region of one span with attributes a; accounted in the statistics. NULL on ENOMEM. */
+struct kvmm_region *kvmm_region_new(uintptr_t base, uintptr_t end, int flags, struct kvmm_attrs a);
+/* Frees r and its spans and removes it from the statistics. r is not in the map. */
+void kvmm_region_free(struct kvmm_region *r);
+
+/* Ensures kvmm_region_set has the nodes it may need. Call before changing the kernel state, so
+ * that recording the change afterwards cannot fail. 0 or -ENOMEM. */
+int kvmm_region_prepare(struct kvmm_region *r);
+/* Records that [lo, hi) now has attributes a (split, replace, coalesce). Needs kvmm_region_prepare. */
+void kvmm_region_set(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct kvmm_attrs a);
+/* The span containing addr (which must be inside r). */
+struct kvmm_span *kvmm_region_span_at(const struct kvmm_region *r, uintptr_t addr);
+
+/* Moves [at, r->end) of r into tail, an empty region made by kvmm_region_new_empty. */
+struct kvmm_region *kvmm_region_new_empty(void);
+void kvmm_region_split(struct kvmm_region *r, uintptr_t at, struct kvmm_region *tail);
+/* Drops [lo, hi) from r's spans and statistics; [lo, hi) must be r's front or tail end. */
+void kvmm_region_trim(struct kvmm_region *r, uintptr_t lo, uintptr_t hi);
+
+#endif

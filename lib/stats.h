@@ -1,0 +1,19 @@
+/* lib/stats.h — process-wide counters behind kosvmm_get_stats, updated where the state changes. */
+#ifndef KVMM_STATS_H
+#define KVMM_STATS_H
+
+#include <stdint.h>
+
+struct kvmm_counters {
+    uint64_t regions, reserved, committed, lazy, locked, pinned;
+    uint64_t pin_refusals, kernel_refusals;
+    uint32_t guard_mechanism;
+};
+
+extern struct kvmm_counters kvmm_counters;
+
+/* Relaxed atomics: counters are statistics, never used to make decisions. */
+#define kvmm_count(field, delta) \
+    __atomic_add_fetch(&kvmm_counters.field, (uint64_t)(delta), __ATOMIC_RELAXED)
+
+#endif
