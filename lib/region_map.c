@@ -255,8 +255,11 @@ void kvmm_region_split(struct kvmm_region *r, uintptr_t at, struct kvmm_region *
 
 void kvmm_region_trim(struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
 {
+    /* Only one cut is ever needed: [lo, hi) touches the front or the end of r. */
     if (lo > r->node.key)
         split_at(r, lo);
+    else if (hi < r->end)
+        split_at(r, hi);
     struct kvmm_span *s = kvmm_region_span_at(r, lo);
     while (s && s->node.key < hi) {
         struct kvmm_span *next = span_of(kvmm_avl_next(&s->node));

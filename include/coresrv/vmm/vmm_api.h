@@ -27,8 +27,9 @@ extern "C" {
  *                       be partly transitioned, but KnVmQuery and the kernel agree page by page.
  *
  * Commit modes (set per region by KnVmAllocate, as the SDK's table says):
- *   COMMIT|LOCKED   committed and populated now ("full"); pinned with mlock when RLIMIT_MEMLOCK
- *                   allows, otherwise populated but not pinned (VMM_PAGE_ATTR_PINNED clear);
+ *   COMMIT|LOCKED   committed and populated now ("full"); pinned with mlock when the process may
+ *                   (CAP_IPC_LOCK, or room under RLIMIT_MEMLOCK), otherwise populated but not
+ *                   pinned (VMM_PAGE_ATTR_PINNED clear, kosvmm_stats.pin_refusals counts it);
  *   COMMIT          committed lazily: physical memory arrives on first touch;
  *   LOCKED          reserved; a later KnVmCommit commits fully;
  *   neither         reserved; a later KnVmCommit commits lazily.
