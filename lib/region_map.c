@@ -278,3 +278,23 @@ void kvmm_region_trim(struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
         r->end = lo;
     }
 }
+
+int kvmm_region_validate(const struct kvmm_region *r)
+{
+    if (kvmm_avl_validate(&r->spans) < 1)
+        return -1;
+    uintptr_t expect = r->node.key;
+    const struct kvmm_span *prev = NULL;
+    for (struct kvmm_avl_node *n = kvmm_avl_first(&r->spans); n; n = kvmm_avl_next(n)) {
+        const struct kvmm_span *s = span_of(n);
+        if (s->node.key != expect || s->end <= s->node.key)
+            return -1;
+        if (prev && kvmm_attrs_equal(prev->a, s->a))
+            return -1;
+        if (s->a.pinned && s->a.state != KVMM_FULL)
+            return -1;
+        expect = s->end;
+        prev = s;
+    }
+    return expect == r->end ? 0 : -1;
+}

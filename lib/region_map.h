@@ -87,6 +87,10 @@ void kvmm_region_set(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct k
 /* The span containing addr (which must be inside r). */
 struct kvmm_span *kvmm_region_span_at(const struct kvmm_region *r, uintptr_t addr);
 
+/* Checks that r's spans are contiguous, cover exactly [base, end), are coalesced, and pin only
+ * fully committed pages. 0 or -1. For tests. */
+int kvmm_region_validate(const struct kvmm_region *r);
+
 /* Moves [at, r->end) of r into tail, an empty region made by kvmm_region_new_empty. */
 struct kvmm_region *kvmm_region_new_empty(void);
 void kvmm_region_split(struct kvmm_region *r, uintptr_t at, struct kvmm_region *tail);
