@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -79,14 +80,16 @@ int kvmm_os_discard(uintptr_t addr, size_t len)
     return os_result(madvise((void *)addr, len, MADV_DONTNEED));
 }
 
+/* Raw system calls: sanitizer runtimes intercept mlock/munlock as no-ops that return 0, which
+ * would make a pin that never happened look successful. */
 int kvmm_os_pin(uintptr_t addr, size_t len)
 {
-    return os_result(mlock((void *)addr, len));
+    return os_result((int)syscall(SYS_mlock, addr, len));
 }
 
 int kvmm_os_unpin(uintptr_t addr, size_t len)
 {
-    return os_result(munlock((void *)addr, len));
+    return os_result((int)syscall(SYS_munlock, addr, len));
 }
 
 int kvmm_os_install_guard(uintptr_t addr, size_t len)

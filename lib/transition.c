@@ -88,8 +88,8 @@ static int set_prot(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int prot,
     return rc;
 }
 
-/* Commit fully: the pages must be writable while MADV_POPULATE_WRITE faults them in, whatever
- * protection they end with. A failed populate is rolled back to the old state. */
+/* Commit fully: the pages must be writable while they are faulted in, whatever protection they
+ * end with. A failed populate is rolled back to the old state. */
 static int populate(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct kvmm_attrs old,
                     struct kvmm_attrs *new_attrs)
 {
@@ -100,7 +100,17 @@ static int populate(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct kv
     int rc;
     if (open != kp_old && (rc = set_prot(r, lo, hi, open, was, now_open)))
         return rc;
-    rc = kvmm_os_populate(lo, hi - lo);
+    /* mlock of a private writable mapping write-faults every page in, so when pinning is allowed
+     * it is the populate pass; MADV_POPULATE_WRITE then only serves processes that may not pin
+     * (no CAP_IPC_LOCK and RLIMIT_MEMLOCK too low), whose pages LOCKED still promises to populate. */
+    if (kvmm_os_pin(lo, hi - lo) == 0) {
+        new_attrs->pinned = 1;
+        rc = 0;
+    } else {
+        kvmm_os_unpin(lo, hi - lo);
+        kvmm_count(pin_refusals, 1);
+        rc = kvmm_os_populate(lo, hi - lo);
+    }
     if (rc) {
         kvmm_count(kernel_refusals, 1);
         if (old.state == KVMM_RESERVED)
@@ -110,15 +120,6 @@ static int populate(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct kv
             reconcile(r, lo, hi, c, 2);
         }
         return rc;
-    }
-    /* Pinning is best effort: without CAP_IPC_LOCK, RLIMIT_MEMLOCK (often 8 MiB) decides, and a
-     * refused pin leaves the pages populated, which is what LOCKED promises. It is done while the
-     * pages are still accessible, because mlock's own populate pass fails on PROT_NONE. */
-    if (kvmm_os_pin(lo, hi - lo) == 0) {
-        new_attrs->pinned = 1;
-    } else {
-        kvmm_os_unpin(lo, hi - lo);
-        kvmm_count(pin_refusals, 1);
     }
     struct kvmm_attrs filled = {KVMM_FULL, vmm_prot(open), new_attrs->pinned};
     if (open != kp_new)

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# scripts/quickstart.sh — install what is missing, build and run kosvmm: `quickstart.sh demo` or `quickstart.sh test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+PACKAGES=(meson ninja-build pkg-config gcc g++ liburing-dev check)
+DEMOS=(vmm_tour)
+UNPRIV_UID=65534            # nobody: exists on every Debian system, owns nothing
+TEST_TIMEOUT=300            # per executable in the unprivileged run; Check also times out each test itself
+
+passed=0 failed=0 skipped=0
+summary=()
+
+usage() {
+    echo "usage: $0 demo|test" >&2
+    echo "  demo  build (debugoptimized) and run the example programs" >&2
+    echo "  test  run the suite in a normal and an ASan+UBSan build, once more unprivileged, then smoke tests" >&2
+    exit 2
+}
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# Without dpkg (not Debian) fall back to asking for the tools and libraries themselves.
+package_missing() {
+    if command -v dpkg >/dev/null 2>&1; then
+        [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" != "install ok installed" ]
+        return
+    fi
+    case $1 in
+        ninja-build) ! command -v ninja >/dev/null 2>&1 ;;
+        liburing-dev) ! pkg-config --exists liburing 2>/dev/null ;;
+        check) ! pkg-config --exists check 2>/dev/null ;;
+        *) ! command -v "$1" >/dev/null 2>&1 ;;
+    esac
+}
+
+ensure_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        if package_missing "$p"; then missing+=("$p"); fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]}" >&2
+        echo "install them as root: apt-get install -y --no-install-recommends ${PACKAGES[*]}" >&2
+        exit 1
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+}
+
+# A build dir left by another meson version or other options is reconfigured; if that fails it is wiped.
+configure() {
+    local dir=$1; shift
+    if [ -f "$dir/build.ninja" ]; then
+        meson setup --reconfigure "$dir" "$@" || meson setup --wipe "$dir" "$@"
+    else
+        meson setup "$dir" "$@"
+    fi
+}
+
+record() {  # record NAME PASSED FAILED SKIPPED
+    passed=$((passed + $2)) failed=$((failed + $3)) skipped=$((skipped + $4))
+    summary+=("$(printf '%-28s %3d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
+}
+
+# Runs `meson test` in a build dir and adds meson's own Ok/Fail/Skipped counts to the totals.
+run_meson_suite() {
+    local name=$1 dir=$2 out rc=0 ok fail skip
+    out=$(mktemp)
+    log "$name: meson test -C $dir"
+    meson test -C "$dir" --print-errorlogs 2>&1 | tee "$out" || rc=$?
+    ok=$(awk '/^Ok:/ {print $2}' "$out")
+    skip=$(awk '/^Skipped:/ {print $2}' "$out")
+    fail=$(awk '/^(Fail|Timeout|Unexpected Pass):/ {n += $NF} END {print n + 0}' "$out")
+    rm -f "$out"
+    if [ -z "$ok" ]; then   # no summary at all: meson itself failed (build error, bad option)
+        ok=0 skip=0 fail=1
+    elif [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+        fail=1
+    fi
+    record "$name" "$ok" "$fail" "${skip:-0}"
+}
+
+# One step that is either fine or not, counted like a test so the final line covers everything that ran.
+run_step() {
+    local name=$1; shift
+    log "$name: $*"
+    if "$@"; then record "$name" 1 0 0; else record "$name" 0 1 0; fi
+}
+
+build() {
+    local dir=$1; shift
+    configure "$dir" "$@" && ninja -C "$dir"
+}
+
+# `meson test` as another user would need write access to meson-logs, so the unprivileged run executes the
+# test programs directly, from a copy that user can read even if the checkout lives in /root.
+run_unprivileged() {
+    local name="unprivileged (uid $UNPRIV_UID)" tmp t rc ok=0 fail=0 skip=0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "note: not root, so the two meson runs above already ran unprivileged; skipping the extra run"
+        return 0
+    fi
+    tmp=$(mktemp -d)
+    for t in build/tests/test_*; do   # skips the test_*.p object dirs meson keeps next to the programs
+        if [ -f "$t" ] && [ -x "$t" ]; then cp "$t" "$tmp"/; fi
+    done
+    chmod 755 "$tmp"
+    log "$name: each build/tests/test_* via setpriv, ${TEST_TIMEOUT}s limit each"
+    for t in "$tmp"/test_*; do
+        [ -f "$t" ] || continue
+        rc=0
+        (cd "$tmp" && env -i PATH=/usr/bin:/bin TMPDIR=/tmp HOME=/ \
+            setpriv --reuid="$UNPRIV_UID" --regid="$UNPRIV_UID" --clear-groups --inh-caps=-all \
+            timeout --kill-after=10 "$TEST_TIMEOUT" "$t") >"$t.log" 2>&1 || rc=$?
+        case $rc in
+            0) ok=$((ok + 1)); echo "  ok    $(basename "$t")" ;;
+            77) skip=$((skip + 1)); echo "  skip  $(basename "$t")" ;;
+            *) fail=$((fail + 1)); echo "  FAIL  $(basename "$t") (exit $rc)"; cat "$t.log" ;;
+        esac
+    done
+    rm -rf "$tmp"
+    record "$name" "$ok" "$fail" "$skip"
+}
+
+# Installs into a staging dir and builds an outside project against the staged kosvmm.pc, as a user would.
+pkgconfig_consumer() {
+    local stage=$ROOT/build/pc-stage cbuild=$ROOT/build/pc-consumer pcfile pcdir libdir
+    rm -rf "$stage" "$cbuild"
+    meson install -C build --no-rebuild --quiet --destdir "$stage" || return 1
+    pcfile=$(find "$stage" -name kosvmm.pc -print -quit)
+    [ -n "$pcfile" ] || { echo "no kosvmm.pc installed"; return 1; }
+    pcdir=$(dirname "$pcfile") libdir=$(dirname "$pcdir")
+    # The sysroot makes pkg-config prefix every -I/-L with the staging dir, so the .pc is used unmodified.
+    PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage pkg-config --cflags --libs kosvmm || return 1
+    PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage meson setup "$cbuild" examples/pkgconfig_consumer \
+        && ninja -C "$cbuild" && LD_LIBRARY_PATH=$libdir "$cbuild/consumer"
+}
+
+demo() {
+    ensure_packages
+    log "configure and build (build/, debugoptimized: -O2 -g)"
+    build build
+    local d
+    for d in "${DEMOS[@]}"; do
+        log "build/examples/$d"
+        "build/examples/$d"
+    done
+}
+
+test_all() {
+    local start=$SECONDS
+    ensure_packages
+
+    run_step "build (build/)" build build
+    run_meson_suite "meson test (build/)" build
+
+    # Reports must fail the run; handle_segv=0 because the suites fault on guard and protected pages on purpose.
+    export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:handle_segv=0:print_summary=1
+    export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:handle_segv=0
+    run_step "build (build-asan/)" build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+    run_meson_suite "meson test (build-asan/)" build-asan
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+
+    run_unprivileged
+    run_step "bench smoke" build/bench/kosvmm-bench-core --quick
+    run_step "demo smoke" build/examples/vmm_tour
+    run_step "pkg-config consumer" pkgconfig_consumer
+
+    log "summary ($((SECONDS - start)) s)"
+    printf '%s\n' "${summary[@]}"
+    echo "$passed passed, $failed failed, $skipped skipped"
+    [ "$failed" -eq 0 ]
+}
+
+[ $# -eq 1 ] || usage
+case $1 in
+    demo) demo ;;
+    test) test_all ;;
+    *) usage ;;
+esac
