@@ -145,6 +145,8 @@ static const int split_flags[] = {
     VMM_FLAG_RESERVE | VMM_FLAG_LOCKED | RW,
     VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW,
     VMM_FLAG_RESERVE | RW | VMM_FLAG_LOW_GUARD | VMM_FLAG_HIGH_GUARD,
+    VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | RW,
+    VMM_FLAG_RESERVE | RW | VMM_FLAG_GROW_DOWN | VMM_FLAG_WRITE_THROUGH,
 };
 #define N_SPLIT_FLAGS ((int)(sizeof split_flags / sizeof split_flags[0]))
 
@@ -185,9 +187,15 @@ static char *setup_layout(int flags)
 }
 
 /* Checks every page of the piece [first, first+count) of the layout region b. */
-static void check_piece(char *b, long first, long count, const VmQueryInfo *before, int compare_flags)
+static void check_piece(char *b, long first, long count, const VmQueryInfo *before)
 {
     char *pbase = pg(b, first);
+    /* A piece keeps the region's flags, minus the guard of an edge that is no longer its own. */
+    rtl_uint32_t piece_flags = before[first].regionFlags;
+    if (first != 0)
+        piece_flags &= ~(rtl_uint32_t)VMM_FLAG_LOW_GUARD;
+    if (first + count != NPG)
+        piece_flags &= ~(rtl_uint32_t)VMM_FLAG_HIGH_GUARD;
     for (long i = first; i < first + count; i++) {
         VmQueryInfo qi = query(pg(b, i) + 17);
         ck_assert_ptr_eq(qi.pageBase, pg(b, i));
@@ -198,8 +206,7 @@ static void check_piece(char *b, long first, long count, const VmQueryInfo *befo
         ck_assert_uint_eq(qi.protection, before[i].protection);
         ck_assert_uint_eq(qi.attributes & ~VMM_PAGE_ATTR_GUARD, before[i].attributes & ~VMM_PAGE_ATTR_GUARD);
         ck_assert_uint_eq(qi.cache, before[i].cache);
-        if (compare_flags)
-            ck_assert_uint_eq(qi.regionFlags, before[i].regionFlags);
+        ck_assert_uint_eq(qi.regionFlags, piece_flags);
         ck_assert_msg((char *)qi.pageBase + qi.runSize <= pg(b, first + count),
                       "page %ld: run of %zu bytes runs past the piece end", i, (size_t)qi.runSize);
         expect_perms(pg(b, i), expected_perms(qi.state, qi.protection));
@@ -216,6 +223,8 @@ static void check_guards_after(char *b, int flags, long first, long count)
         } else {
             VmQueryInfo g = query(pg(b, -1));
             ck_assert_uint_eq(g.state, VMM_PAGE_STATE_RESERVED);
+            ck_assert_ptr_eq(g.regionBase, b); /* the piece it guards */
+            ck_assert_uint_eq(g.regionSize, (size_t)first * P());
             ck_assert_uint_ne(g.attributes & VMM_PAGE_ATTR_GUARD, 0);
             ck_assert(tu_is_mapped(pg(b, -1)));
         }
@@ -226,6 +235,8 @@ static void check_guards_after(char *b, int flags, long first, long count)
         } else {
             VmQueryInfo g = query(pg(b, NPG));
             ck_assert_uint_eq(g.state, VMM_PAGE_STATE_RESERVED);
+            ck_assert_ptr_eq(g.regionBase, pg(b, first + count));
+            ck_assert_uint_eq(g.regionSize, (size_t)(NPG - first - count) * P());
             ck_assert_uint_ne(g.attributes & VMM_PAGE_ATTR_GUARD, 0);
             ck_assert(tu_is_mapped(pg(b, NPG)));
         }
@@ -237,7 +248,6 @@ START_TEST(test_unmap_split)
     int flags = split_flags[_i / N_SPLIT_RANGES];
     long first = split_ranges[_i % N_SPLIT_RANGES].first;
     long count = split_ranges[_i % N_SPLIT_RANGES].count;
-    int no_guard = !(flags & (VMM_FLAG_LOW_GUARD | VMM_FLAG_HIGH_GUARD));
 
     kosvmm_stats s0 = stats();
     char *b = setup_layout(flags);
@@ -250,22 +260,30 @@ START_TEST(test_unmap_split)
 
     ck_assert_uint_eq(KnVmUnmap(pg(b, first), (size_t)count * P()), rcOk);
 
-    size_t gone_committed = 0;
+    size_t gone_committed = 0, gone_lazy = 0, gone_locked = 0, gone_pinned = 0;
     for (long i = first; i < first + count; i++) {
         expect_free(pg(b, i));
         gone_committed += (size_t)layout_committed[i];
+        if (layout_committed[i]) {
+            gone_lazy += (before[i].attributes & VMM_PAGE_ATTR_LAZY) != 0;
+            gone_locked += (before[i].attributes & VMM_PAGE_ATTR_LOCKED) != 0;
+            gone_pinned += (before[i].attributes & VMM_PAGE_ATTR_PINNED) != 0;
+        }
     }
     int middle = first > 0 && first + count < NPG;
     if (first > 0)
-        check_piece(b, 0, first, before, no_guard);
+        check_piece(b, 0, first, before);
     if (first + count < NPG)
-        check_piece(b, first + count, NPG - (first + count), before, no_guard);
+        check_piece(b, first + count, NPG - (first + count), before);
     check_guards_after(b, flags, first, count);
 
     kosvmm_stats s2 = stats();
     ck_assert_uint_eq(s2.regions, s1.regions + (middle ? 1 : 0));
     ck_assert_uint_eq(s2.reserved_bytes, s1.reserved_bytes - (size_t)count * P());
     ck_assert_uint_eq(s2.committed_bytes, s1.committed_bytes - gone_committed * P());
+    ck_assert_uint_eq(s2.lazy_bytes, s1.lazy_bytes - gone_lazy * P());
+    ck_assert_uint_eq(s2.locked_bytes, s1.locked_bytes - gone_locked * P());
+    ck_assert_uint_eq(s2.pinned_bytes, s1.pinned_bytes - gone_pinned * P());
 
     /* Unmapping the pieces brings everything back. */
     if (first > 0)
@@ -282,6 +300,9 @@ START_TEST(test_unmap_split)
     ck_assert_uint_eq(s3.regions, s0.regions);
     ck_assert_uint_eq(s3.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(s3.committed_bytes, s0.committed_bytes);
+    ck_assert_uint_eq(s3.lazy_bytes, s0.lazy_bytes);
+    ck_assert_uint_eq(s3.locked_bytes, s0.locked_bytes);
+    ck_assert_uint_eq(s3.pinned_bytes, s0.pinned_bytes);
 }
 END_TEST
 

@@ -24,7 +24,8 @@ typedef struct kosvmm_stats {
     rtl_uint64_t locked_bytes;       /* of which fully committed (populated at commit) */
     rtl_uint64_t pinned_bytes;       /* of which pinned with mlock */
     rtl_uint64_t pin_refusals;       /* mlock calls refused (no CAP_IPC_LOCK, RLIMIT_MEMLOCK too low) */
-    rtl_uint64_t kernel_refusals;    /* operations the kernel refused part-way (ENOMEM, ...) */
+    rtl_uint64_t kernel_refusals;    /* kernel calls refused while changing memory (ENOMEM at
+                                        vm.max_map_count, out of RAM), whole or part-way */
     rtl_uint32_t guard_mechanism;    /* KOSVMM_GUARD_* used for guard pages */
 } kosvmm_stats;
 

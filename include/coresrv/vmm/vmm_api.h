@@ -19,7 +19,8 @@ extern "C" {
  * Ranges. KnVmCommit, KnVmDecommit, KnVmReset, KnVmProtect and KnVmUnmap take a page-aligned
  * address and a non-zero page-multiple size, and accept the whole region or any part of one
  * region. Errors, in the order they are checked:
- *   rcInvalidArgument   addr or size not page aligned, size 0, addr + size overflows;
+ *   rcInvalidArgument   addr or size not page aligned, size 0, addr + size past the end of the
+ *                       address space;
  *   rcResourceNotFound  addr is not inside a region allocated by KnVmAllocate (guard pages are not
  *                       part of the usable region);
  *   rcInvalidArgument   the range runs past the end of the region that contains addr;
@@ -45,11 +46,14 @@ extern "C" {
  * rather than replace an existing mapping. With VMM_FLAG_LOW_GUARD / VMM_FLAG_HIGH_GUARD one guard
  * page lies directly below / above the size usable bytes; the returned address is the first
  * usable byte (so a guarded fixed allocation also needs the page below addr to be free).
- * Returns the first usable byte, or RTL_NULL; kosvmm_last_error() (kosvmm/kosvmm.h) then says why:
- *   rcInvalidArgument  size 0 or unaligned, addr unaligned, overflow, RESERVE missing, unknown
- *                      bits, a forbidden protection combination, more than one cache mode;
+ * Returns the first usable byte, or RTL_NULL; kosvmm_last_error() (kosvmm/kosvmm.h) then says why,
+ * all arguments being checked before the kernel is asked:
+ *   rcInvalidArgument  size 0 or unaligned, addr unaligned, addr + size (guards included) past the
+ *                      end of the address space, RESERVE missing, unknown bits, a forbidden
+ *                      protection combination, more than one cache mode;
  *   rcAlreadyExists    addr overlaps an existing mapping;
- *   rcOutOfMemory      the kernel refused the reservation or the commit.
+ *   rcOutOfMemory      the kernel refused the reservation (RLIMIT_AS, vm.max_map_count, an address
+ *                      beyond user space) or the commit; nothing is left allocated.
  */
 void *KnVmAllocate(void *addr, rtl_size_t size, int flags);
 
@@ -90,7 +94,8 @@ Retcode KnVmReset(void *addr, rtl_size_t size);
  * Frees a range: the pages become free whatever their state, and their physical memory is freed.
  * Unmapping the front, middle or end of a region splits it into the remaining pieces; a guard
  * page goes with the edge of the region it guards. On an MDL-backed range the addresses are freed
- * but the MDL buffer lives on.
+ * but the MDL buffer lives on. Unmapping inside a region splits a kernel mapping, which the kernel
+ * may refuse at vm.max_map_count: rcOutOfMemory, and nothing changed.
  */
 Retcode KnVmUnmap(void *addr, rtl_size_t size);
 
