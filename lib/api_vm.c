@@ -116,7 +116,7 @@ static int lock_range(uintptr_t lo, uintptr_t hi, struct kvmm_region **out)
 {
     kvmm_map_rdlock();
     struct kvmm_region *r = kvmm_map_find(lo);
-    int rc = !r ? -ENOENT : hi > r->end ? -EINVAL : r->backing != KVMM_BACKING_ANON ? -EOPNOTSUPP : 0;
+    int rc = !r ? -ENOENT : hi > r->end ? -EINVAL : 0;
     if (!rc)
         pthread_mutex_lock(&r->lock);
     kvmm_map_unlock();
@@ -222,8 +222,7 @@ static void describe_region(const struct kvmm_region *r, VmQueryInfo *info)
     info->regionSize = r->end - r->node.key;
     info->cache = (rtl_uint32_t)(r->flags & VMM_FLAG_CACHE_MASK);
     info->regionFlags = (rtl_uint32_t)r->flags;
-    info->attributes = (r->flags & VMM_FLAG_GROW_DOWN ? VMM_PAGE_ATTR_GROW_DOWN : 0) |
-                       (r->backing == KVMM_BACKING_MDL ? VMM_PAGE_ATTR_MDL : 0);
+    info->attributes = r->flags & VMM_FLAG_GROW_DOWN ? VMM_PAGE_ATTR_GROW_DOWN : 0;
 }
 
 KVMM_PUBLIC Retcode KnVmQuery(const void *va, VmQueryInfo *info)
@@ -248,6 +247,7 @@ KVMM_PUBLIC Retcode KnVmQuery(const void *va, VmQueryInfo *info)
         out.state = s->a.state == KVMM_RESERVED ? VMM_PAGE_STATE_RESERVED : VMM_PAGE_STATE_COMMITTED;
         out.attributes |= (s->a.state == KVMM_LAZY ? VMM_PAGE_ATTR_LAZY : 0) |
                           (s->a.state == KVMM_FULL ? VMM_PAGE_ATTR_LOCKED : 0) |
+                          (s->a.state == KVMM_MDL ? VMM_PAGE_ATTR_MDL : 0) |
                           (s->a.pinned ? VMM_PAGE_ATTR_PINNED : 0);
         pthread_mutex_unlock(&r->lock);
     } else if ((r = kvmm_map_find_guard(page))) {

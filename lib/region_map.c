@@ -246,7 +246,6 @@ void kvmm_region_split(struct kvmm_region *r, uintptr_t at, struct kvmm_region *
     tail->node.key = at;
     tail->end = r->end;
     tail->flags = r->flags & ~VMM_FLAG_LOW_GUARD;
-    tail->backing = r->backing;
     r->end = at;
     r->flags &= ~VMM_FLAG_HIGH_GUARD;
     tail->counted = true;

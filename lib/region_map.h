@@ -23,6 +23,7 @@ enum kvmm_state {
     KVMM_RESERVED = 0,  /* no access; no physical memory */
     KVMM_LAZY = 1,      /* committed; memory arrives on first touch */
     KVMM_FULL = 2,      /* committed; populated when committed */
+    KVMM_MDL = 3,       /* committed; a MAP_SHARED mapping of an MDL buffer's memfd */
 };
 
 struct kvmm_attrs {
@@ -45,13 +46,10 @@ struct kvmm_span {
     struct kvmm_attrs a;
 };
 
-enum kvmm_backing { KVMM_BACKING_ANON = 0, KVMM_BACKING_MDL = 1 };
-
 struct kvmm_region {
     struct kvmm_avl_node node;  /* key = first usable byte */
     uintptr_t end;              /* one past the last usable byte */
     int flags;                  /* KnVmAllocate flags; a guard flag only while this piece has that edge */
-    enum kvmm_backing backing;
     bool counted;               /* included in the regions statistic */
     pthread_mutex_t lock;
     struct kvmm_avl_tree spans;

@@ -1,6 +1,8 @@
 /* lib/transition.c — moves a page range of a region between states: the kernel change, then its record. */
 #include "transition.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <sys/mman.h>
 #include <vmm/flags.h>
 
@@ -163,8 +165,19 @@ static int apply_piece(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct
     return 0;
 }
 
+/* Whether any page of [lo, hi) is an MDL mapping: checked before anything changes. */
+static bool has_mdl_pages(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
+{
+    for (struct kvmm_avl_node *n = &kvmm_region_span_at(r, lo)->node; n && n->key < hi; n = kvmm_avl_next(n))
+        if (kvmm_container_of(n, struct kvmm_span, node)->a.state == KVMM_MDL)
+            return true;
+    return false;
+}
+
 int kvmm_transition(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, enum kvmm_op op, int prot)
 {
+    if (has_mdl_pages(r, lo, hi))
+        return -EOPNOTSUPP;
     for (uintptr_t cur = lo; cur < hi;) {
         struct kvmm_span *s = kvmm_region_span_at(r, cur);
         uintptr_t end = s->end < hi ? s->end : hi;

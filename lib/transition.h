@@ -15,8 +15,10 @@ enum kvmm_op {
 
 /*
  * Applies op to [lo, hi), which lies inside r; r's lock is held (or r is not yet in the map).
- * Returns 0 or a negative errno. On failure the range may be partly transitioned, but every page's
- * record agrees with the kernel: a refused mprotect is read back from /proc/self/maps.
+ * Returns 0 or a negative errno: -EOPNOTSUPP, with nothing changed, when any page of the range is
+ * backed by an MDL buffer (the SDK forbids these calls there). On a kernel refusal the range may
+ * be partly transitioned, but every page's record agrees with the kernel: a refused mprotect is
+ * read back from /proc/self/maps.
  */
 int kvmm_transition(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, enum kvmm_op op, int prot);
 
