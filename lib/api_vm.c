@@ -72,7 +72,13 @@ static int allocate(uintptr_t addr, size_t size, int flags, uintptr_t *out)
     if (__builtin_add_overflow(size, low + high, &total))
         return -EINVAL;
     uintptr_t start;
-    if ((rc = kvmm_os_reserve(addr ? addr - low : 0, total, &start)))
+    /* A region that will be fully committed gets 2 MiB alignment, so its commit can use
+     * transparent huge pages: ~7x cheaper to populate than 4 KiB pages. */
+    if (!addr && (flags & VMM_FLAG_LOCKED) && size >= KVMM_HUGE_PAGE)
+        rc = kvmm_os_reserve_aligned(total, KVMM_HUGE_PAGE, low, &start);
+    else
+        rc = kvmm_os_reserve(addr ? addr - low : 0, total, &start);
+    if (rc)
         return rc;
     uintptr_t base = start + low, end = base + size;
     if (low)
@@ -111,28 +117,21 @@ KVMM_PUBLIC Retcode kosvmm_last_error(void)
     return last_error;
 }
 
-/* Finds and locks the region holding all of [lo, hi). The map lock is only held for the lookup. */
-static int lock_range(uintptr_t lo, uintptr_t hi, struct kvmm_region **out)
-{
-    kvmm_map_rdlock();
-    struct kvmm_region *r = kvmm_map_find(lo);
-    int rc = !r ? -ENOENT : hi > r->end ? -EINVAL : 0;
-    if (!rc)
-        pthread_mutex_lock(&r->lock);
-    kvmm_map_unlock();
-    *out = r;
-    return rc;
-}
-
 static int range_op(void *addr, size_t size, enum kvmm_op op, int prot)
 {
     uintptr_t lo = (uintptr_t)addr, hi;
-    struct kvmm_region *r;
     int rc = check_range(lo, size, &hi);
-    if (rc || (rc = lock_range(lo, hi, &r)))
+    if (rc)
         return rc;
-    rc = kvmm_transition(r, lo, hi, op, prot);
-    pthread_mutex_unlock(&r->lock);
+    kvmm_map_rdlock();
+    struct kvmm_region *r = kvmm_map_find(lo);
+    rc = !r ? -ENOENT : hi > r->end ? -EINVAL : 0;
+    if (!rc) {
+        pthread_mutex_lock(&r->lock);
+        rc = kvmm_transition(r, lo, hi, op, prot);
+        pthread_mutex_unlock(&r->lock);
+    }
+    kvmm_map_unlock();
     return rc;
 }
 

@@ -133,6 +133,16 @@ int kvmm_handle_revoke(Handle h)
     return rc;
 }
 
+void kvmm_handle_table_lock(void)
+{
+    pthread_mutex_lock(&table.lock);
+}
+
+void kvmm_handle_table_unlock(void)
+{
+    pthread_mutex_unlock(&table.lock);
+}
+
 uint32_t kvmm_handle_count(void)
 {
     pthread_mutex_lock(&table.lock);

@@ -29,6 +29,10 @@ int kvmm_handle_get(Handle h, const struct kvmm_handle_ops *ops, void **object, 
 int kvmm_handle_close(Handle h);
 /* Revokes h: later lookups fail with -EKEYREVOKED until it is closed. */
 int kvmm_handle_revoke(Handle h);
+/* For fork(): the table lock, held across it so the child never inherits it taken. */
+void kvmm_handle_table_lock(void);
+void kvmm_handle_table_unlock(void);
+
 /* Open handles, for statistics and tests. */
 uint32_t kvmm_handle_count(void);
 

@@ -21,6 +21,18 @@ size_t kvmm_os_page_size(void);
  */
 int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out);
 
+/* Like kvmm_os_reserve without a fixed address, but *out + offset is a multiple of align (a
+ * power of two > page size): over-reserves by align and returns the excess. */
+int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *out);
+
+/* Size of a transparent huge page (PMD) on this machine. */
+#define KVMM_HUGE_PAGE (2u * 1024 * 1024)
+
+/* Asks for transparent huge pages on the 2 MiB-aligned interior of [addr, addr + len)
+ * (MADV_HUGEPAGE); returns the bytes advised, 0 when there is no aligned extent or the kernel
+ * refused. Splits the kernel mapping at the extent's edges. */
+size_t kvmm_os_advise_huge(uintptr_t addr, size_t len);
+
 /* munmap. May fail with -ENOMEM when it must split a mapping past vm.max_map_count. */
 int kvmm_os_release(uintptr_t addr, size_t len);
 

@@ -50,6 +50,30 @@ int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out)
     return 0;
 }
 
+int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *out)
+{
+    uintptr_t raw;
+    int rc = kvmm_os_reserve(0, len + align, &raw);
+    if (rc)
+        return rc;
+    uintptr_t start = ((raw + offset + align - 1) & ~(uintptr_t)(align - 1)) - offset;
+    if (start > raw)
+        munmap((void *)raw, start - raw);
+    if (raw + len + align > start + len)
+        munmap((void *)(start + len), raw + len + align - (start + len));
+    *out = start;
+    return 0;
+}
+
+size_t kvmm_os_advise_huge(uintptr_t addr, size_t len)
+{
+    uintptr_t lo = (addr + KVMM_HUGE_PAGE - 1) & ~(uintptr_t)(KVMM_HUGE_PAGE - 1);
+    uintptr_t hi = (addr + len) & ~(uintptr_t)(KVMM_HUGE_PAGE - 1);
+    if (hi <= lo || madvise((void *)lo, hi - lo, MADV_HUGEPAGE) != 0)
+        return 0;
+    return hi - lo;
+}
+
 int kvmm_os_release(uintptr_t addr, size_t len)
 {
     return os_result(munmap((void *)addr, len));

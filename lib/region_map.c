@@ -30,6 +30,11 @@ void kvmm_map_rdlock(void)
     pthread_rwlock_rdlock(&map.lock);
 }
 
+int kvmm_map_tryrdlock(void)
+{
+    return pthread_rwlock_tryrdlock(&map.lock);
+}
+
 void kvmm_map_wrlock(void)
 {
     pthread_rwlock_wrlock(&map.lock);
@@ -246,6 +251,9 @@ void kvmm_region_split(struct kvmm_region *r, uintptr_t at, struct kvmm_region *
     tail->node.key = at;
     tail->end = r->end;
     tail->flags = r->flags & ~VMM_FLAG_LOW_GUARD;
+    /* The kernel mappings keep their userfaultfd registration across the split. */
+    tail->lazy.generation = r->lazy.generation;
+    tail->lazy.demoted = r->lazy.demoted;
     r->end = at;
     r->flags &= ~VMM_FLAG_HIGH_GUARD;
     tail->counted = true;

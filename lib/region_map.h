@@ -15,8 +15,9 @@
  * every change, so a 1 TiB region that was reserved and then committed is still one span.
  *
  * Locking: the map lock (a rwlock) guards the region tree; each region's mutex guards its spans
- * and its kernel state. Order: map lock, then region lock. An operation on one region may drop the
- * map lock once it holds the region lock: a region leaves the tree only under both locks.
+ * and its kernel state. Order: map lock, then region lock. An operation on one region holds the
+ * map lock (shared) for its whole duration, so the fork handler, by taking it exclusively, knows
+ * no region lock is held when the process forks. The userfaultfd handler only ever try-locks.
  */
 
 enum kvmm_state {
@@ -40,6 +41,27 @@ static inline bool kvmm_attrs_equal(struct kvmm_attrs a, struct kvmm_attrs b)
 /* The kernel protection a page must have: the single place where state x protection is derived. */
 int kvmm_kernel_prot(struct kvmm_attrs a);
 
+/* A stream of faults the userfaultfd handler is following in a region: the range it filled or
+ * queued for read-ahead, and the window its next continuation gets. */
+struct kvmm_stream {
+    uintptr_t lo, hi;  /* filled or queued: [lo, hi); empty slot when lo == hi */
+    uintptr_t next;    /* background fill cursor: pending in [next, hi) going up, [lo, next) down */
+    int dir;           /* +1 up, -1 down */
+    uint32_t window;   /* pages the next continuation fills */
+    uint32_t used;     /* last use, for replacement */
+};
+
+#define KVMM_STREAMS 4  /* concurrent sequential streams followed per region (e.g. one per thread) */
+
+/* The fault-around state of a region; written only by the handler thread, under the region lock. */
+struct kvmm_lazy {
+    uint32_t generation;  /* engine generation it is registered with; 0 = not registered */
+    bool demoted;         /* random access: handed to kernel demand paging for good */
+    uint32_t misses;      /* faults in a row that continued no stream */
+    uint32_t clock;
+    struct kvmm_stream streams[KVMM_STREAMS];
+};
+
 struct kvmm_span {
     struct kvmm_avl_node node;  /* key = first byte */
     uintptr_t end;
@@ -51,6 +73,7 @@ struct kvmm_region {
     uintptr_t end;              /* one past the last usable byte */
     int flags;                  /* KnVmAllocate flags; a guard flag only while this piece has that edge */
     bool counted;               /* included in the regions statistic */
+    struct kvmm_lazy lazy;
     pthread_mutex_t lock;
     struct kvmm_avl_tree spans;
     struct kvmm_span *spare[2]; /* kvmm_region_set never allocates: see kvmm_region_prepare */
@@ -58,6 +81,7 @@ struct kvmm_region {
 
 /* Map lock. */
 void kvmm_map_rdlock(void);
+int kvmm_map_tryrdlock(void); /* 0 when taken */
 void kvmm_map_wrlock(void);
 void kvmm_map_unlock(void);
 

@@ -8,6 +8,7 @@
 
 #include "os.h"
 #include "stats.h"
+#include "uffd/uffd.h"
 
 static struct kvmm_attrs next_attrs(const struct kvmm_region *r, struct kvmm_attrs a,
                                     enum kvmm_op op, int prot)
@@ -102,6 +103,7 @@ static int populate(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct kv
     int rc;
     if (open != kp_old && (rc = set_prot(r, lo, hi, open, was, now_open)))
         return rc;
+    kvmm_count(thp_bytes, kvmm_os_advise_huge(lo, hi - lo));
     /* mlock of a private writable mapping write-faults every page in, so when pinning is allowed
      * it is the populate pass; MADV_POPULATE_WRITE then only serves processes that may not pin
      * (no CAP_IPC_LOCK and RLIMIT_MEMLOCK too low), whose pages LOCKED still promises to populate. */
@@ -150,6 +152,10 @@ static int apply_piece(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct
             return rc;
     }
     int kp_old = kvmm_kernel_prot(old), kp_new = kvmm_kernel_prot(new_attrs);
+    /* Registered before the pages become accessible; adopting never fails the transition, it
+     * only decides whether the engine or the kernel serves the first touches. */
+    if (new_attrs.state == KVMM_LAZY && !kvmm_uffd_active(r))
+        kvmm_uffd_adopt(r);
     if (new_attrs.state == KVMM_FULL && old.state != KVMM_FULL) {
         if ((rc = populate(r, lo, hi, old, &new_attrs)))
             return rc;

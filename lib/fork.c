@@ -1,0 +1,35 @@
+/* lib/fork.c — keeps kosvmm usable in a forked child: no lock is held across fork(). */
+#include <pthread.h>
+
+#include "handle_table.h"
+#include "region_map.h"
+#include "uffd/uffd.h"
+
+/* Range calls hold the map lock (shared) for their whole duration, so holding it exclusively
+ * here means no region lock is held either; then the engine lock, then the handle table's, in
+ * the order every other path takes them. */
+static void prepare(void)
+{
+    kvmm_map_wrlock();
+    kvmm_uffd_fork_prepare();
+    kvmm_handle_table_lock();
+}
+
+static void parent(void)
+{
+    kvmm_handle_table_unlock();
+    kvmm_uffd_fork_parent();
+    kvmm_map_unlock();
+}
+
+static void child(void)
+{
+    kvmm_handle_table_unlock();
+    kvmm_uffd_fork_child();
+    kvmm_map_unlock();
+}
+
+__attribute__((constructor)) static void install(void)
+{
+    pthread_atfork(prepare, parent, child);
+}

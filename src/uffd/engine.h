@@ -1,0 +1,45 @@
+/* src/uffd/engine.h — shared state of the userfaultfd engine's files (handler thread side). */
+#ifndef KVMM_UFFD_ENGINE_H
+#define KVMM_UFFD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "region_map.h"
+
+/* Bytes one UFFDIO_COPY call fills at most: the size of the zero source buffer. Also the
+ * read-ahead chunk, so pending faults wait for at most one chunk. */
+#define KVMM_UFFD_CHUNK (64u * 4096u)
+
+struct kvmm_engine {
+    int fd;               /* the userfaultfd, -1 when not running */
+    int control;          /* eventfd: wakes the handler to stop */
+    uint32_t generation;  /* changes at every start, stop and fork: a region registered under an
+                             older generation is not registered in this process any more */
+    const void *zeros;    /* KVMM_UFFD_CHUNK bytes of zeros, the UFFDIO_COPY source */
+};
+
+extern struct kvmm_engine kvmm_engine;
+
+/* Fills the missing pages of [lo, hi) with zeros (UFFDIO_COPY, or UFFDIO_ZEROPAGE when zero_page)
+ * and wakes threads waiting on them; present pages are skipped. Pages filled, or -errno
+ * (-ENOENT: no longer registered; -ESRCH: the process is exiting). */
+long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool zero_page);
+/* Wakes threads waiting on [lo, hi) whose page someone else filled. */
+void kvmm_uffd_wake(uintptr_t lo, uintptr_t hi);
+
+/* Serves one fault: plans a window under try-locks, fills it, queues read-ahead. */
+void kvmm_uffd_serve(uintptr_t addr, bool write);
+/* Fills one chunk of queued read-ahead. 1 if more is queued, 0 if none, -1 if a lock was busy. */
+int kvmm_uffd_readahead_step(void);
+/* Drops all queued read-ahead (stop, fork). */
+void kvmm_uffd_readahead_clear(void);
+
+/* Sets up the handler loop's waiting (io_uring, or poll(2) when io_uring is unavailable) in the
+ * calling thread, so every mapping the engine makes exists before the first lazy commit returns:
+ * none appears later in address space the application may have just freed for a fixed address. */
+void kvmm_uffd_loop_init(void);
+/* The handler loop; returns on stop. */
+void kvmm_uffd_loop(void);
+
+#endif

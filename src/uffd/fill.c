@@ -1,0 +1,77 @@
+/* src/uffd/fill.c — filling missing pages through userfaultfd, with the kernel's partial-copy rules. */
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include "os.h"
+#include "stats.h"
+#include "uffd/engine.h"
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* One ioctl over [dst, dst + len). Returns bytes done (>= 0) or -errno; done may be < len. */
+static long fill_once(uintptr_t dst, size_t len, bool zero_page)
+{
+    if (zero_page) {
+        struct uffdio_zeropage z = {.range = {.start = dst, .len = len}, .mode = 0};
+        if (ioctl(kvmm_engine.fd, UFFDIO_ZEROPAGE, &z) == 0)
+            return (long)len;
+        return z.zeropage > 0 ? (long)z.zeropage : -errno;
+    }
+    struct uffdio_copy c = {.dst = dst, .src = (uintptr_t)kvmm_engine.zeros, .len = len, .mode = 0};
+    if (ioctl(kvmm_engine.fd, UFFDIO_COPY, &c) == 0)
+        return (long)len;
+    /* A partial copy is reported as EAGAIN with the bytes done in .copy; a first page that is
+     * already present as EEXIST with .copy = -EEXIST. */
+    return c.copy > 0 ? (long)c.copy : -errno;
+}
+
+long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool zero_page)
+{
+    const size_t page = kvmm_os_page_size();
+    uint64_t start = now_ns();
+    long filled = 0;
+    size_t limit = KVMM_UFFD_CHUNK; /* shrinks when a piece crosses a kernel mapping */
+    int retries = 0;
+    for (uintptr_t cur = lo; cur < hi;) {
+        size_t len = hi - cur < limit ? hi - cur : limit;
+        long done = fill_once(cur, len, zero_page);
+        if (done > 0) {
+            filled += done / (long)page;
+            cur += (uintptr_t)done;
+        } else if (done == -EEXIST) {
+            /* Filled by a racing fault or by read-ahead, whose copy woke its waiters. */
+            cur += page;
+        } else if (done == -ENOENT && len > page) {
+            /* One ioctl must stay inside one registered kernel mapping, and a lazy span can
+             * cover several the kernel did not merge: halve until the piece fits. */
+            limit = (len / 2 + page - 1) & ~(page - 1);
+        } else if (done == -EAGAIN && ++retries < 1000) {
+            /* The address space is changing (mremap, fork in progress): retry shortly. */
+            sched_yield();
+        } else {
+            /* -ENOENT on one page: not registered any more (unmapped, demoted). */
+            if (filled == 0)
+                filled = done;
+            break;
+        }
+    }
+    if (filled > 0) {
+        kvmm_count(uffd_pages_filled, filled);
+        kvmm_count(uffd_fill_ns, now_ns() - start);
+    }
+    return filled;
+}
+
+void kvmm_uffd_wake(uintptr_t lo, uintptr_t hi)
+{
+    struct uffdio_range r = {.start = lo, .len = hi - lo};
+    ioctl(kvmm_engine.fd, UFFDIO_WAKE, &r);
+}

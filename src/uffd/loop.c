@@ -1,0 +1,116 @@
+/* src/uffd/loop.c — the handler thread's event loop: io_uring over the userfaultfd and a control eventfd, or poll(2). */
+#include <errno.h>
+#include <liburing.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "uffd/engine.h"
+
+/* How long to wait before retrying background fill that found a lock busy. */
+#define BUSY_RETRY_MS 1
+
+/* Reads and serves every queued fault. Returns false when asked to stop. */
+static bool drain(void)
+{
+    struct uffd_msg msgs[32];
+    for (;;) {
+        ssize_t n = read(kvmm_engine.fd, msgs, sizeof msgs);
+        if (n <= 0)
+            break; /* EAGAIN: queue empty */
+        for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++)
+            if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+                kvmm_uffd_serve((uintptr_t)msgs[i].arg.pagefault.address,
+                                msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+    }
+    uint64_t stop;
+    return read(kvmm_engine.control, &stop, sizeof stop) != sizeof stop;
+}
+
+static struct waiter {
+    bool uring;
+    struct io_uring ring;
+    struct pollfd fds[2];
+} waiter;
+
+static void arm(struct waiter *w, int fd)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, (uint64_t)fd);
+}
+
+/* io_uring unless it is disabled (kernel.io_uring_disabled, seccomp) or KOSVMM_NO_URING is set. */
+void kvmm_uffd_loop_init(void)
+{
+    struct waiter *w = &waiter;
+    const char *no = getenv("KOSVMM_NO_URING");
+    w->uring = !(no && *no && *no != '0') && io_uring_queue_init(16, &w->ring, 0) == 0;
+    if (w->uring) {
+        arm(w, kvmm_engine.fd);
+        arm(w, kvmm_engine.control);
+        if (io_uring_submit(&w->ring) != 2) {
+            io_uring_queue_exit(&w->ring);
+            w->uring = false;
+        }
+    }
+    w->fds[0] = (struct pollfd){.fd = kvmm_engine.fd, .events = POLLIN};
+    w->fds[1] = (struct pollfd){.fd = kvmm_engine.control, .events = POLLIN};
+}
+
+/* Waits until either fd may be readable, or timeout_ms passes (-1: forever, 0: just look). */
+static void wait_events(struct waiter *w, int timeout_ms)
+{
+    if (!w->uring) {
+        while (poll(w->fds, 2, timeout_ms) < 0 && errno == EINTR)
+            ;
+        return;
+    }
+    struct io_uring_cqe *cqe;
+    int rc;
+    if (timeout_ms < 0) {
+        rc = io_uring_wait_cqe(&w->ring, &cqe);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)timeout_ms * 1000000};
+        rc = timeout_ms ? io_uring_wait_cqe_timeout(&w->ring, &cqe, &ts) : io_uring_peek_cqe(&w->ring, &cqe);
+    }
+    if (rc != 0)
+        return;
+    unsigned head, seen = 0, rearm = 0;
+    io_uring_for_each_cqe(&w->ring, head, cqe) {
+        /* A multishot poll ends on error or overflow: arm it again. */
+        if (!(cqe->flags & IORING_CQE_F_MORE)) {
+            arm(w, (int)io_uring_cqe_get_data64(cqe));
+            rearm++;
+        }
+        seen++;
+    }
+    io_uring_cq_advance(&w->ring, seen);
+    if (rearm)
+        io_uring_submit(&w->ring);
+}
+
+static bool events_waiting(struct waiter *w)
+{
+    if (w->uring)
+        return io_uring_cq_ready(&w->ring) > 0;
+    return poll(w->fds, 2, 0) > 0;
+}
+
+void kvmm_uffd_loop(void)
+{
+    struct waiter *w = &waiter;
+    for (;;) {
+        if (!drain())
+            break;
+        /* Background fill only while no fault waits: one chunk, then look at the queue again. */
+        int more = kvmm_uffd_readahead_step();
+        if (more > 0 && !events_waiting(w))
+            continue;
+        wait_events(w, more > 0 ? 0 : more < 0 ? BUSY_RETRY_MS : -1);
+    }
+    if (w->uring)
+        io_uring_queue_exit(&w->ring);
+}

@@ -1,0 +1,261 @@
+/* src/uffd/window.c — fault-around policy: which pages a fault fills, streams, background fill, demotion. */
+#include <linux/userfaultfd.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <vmm/flags.h>
+
+#include "os.h"
+#include "stats.h"
+#include "uffd/engine.h"
+#include "uffd/uffd.h"
+
+/* Faults in a row that continue no stream before an adaptive region is handed to kernel demand
+ * paging: one page per fault through a handler costs a wake-up (7-60 us here) against ~1.4 us for
+ * the kernel's own fault, so random access is served best by not intercepting it at all. */
+#define DEMOTE_AFTER 32
+/* Window (pages) from which a stream is also filled one window ahead of the application. */
+#define READAHEAD_FROM 64
+/* Regions with background fill pending, followed at once. */
+#define PENDING_MAX 16
+
+static uintptr_t pending[PENDING_MAX]; /* region base addresses; handler thread only */
+static unsigned npending;
+
+static uintptr_t page_size(void)
+{
+    return kvmm_os_page_size();
+}
+
+static void add_pending(uintptr_t base)
+{
+    for (unsigned i = 0; i < npending; i++)
+        if (pending[i] == base)
+            return;
+    if (npending == PENDING_MAX) { /* background fill is best effort: forget the oldest */
+        memmove(pending, pending + 1, (PENDING_MAX - 1) * sizeof pending[0]);
+        npending--;
+    }
+    pending[npending++] = base;
+}
+
+static void drop_pending(unsigned i)
+{
+    pending[i] = pending[--npending];
+}
+
+void kvmm_uffd_readahead_clear(void)
+{
+    npending = 0;
+}
+
+static uintptr_t clamp(uintptr_t v, uintptr_t lo, uintptr_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* [lo, hi) of the lazily committed span around page, or an empty range when page is not lazy
+ * any more (a stale fault: decommitted or reset meanwhile; it is only woken up). */
+static void lazy_extent(const struct kvmm_region *r, uintptr_t page, uintptr_t *lo, uintptr_t *hi)
+{
+    const struct kvmm_span *s = kvmm_region_span_at(r, page);
+    if (s->a.state == KVMM_LAZY) {
+        *lo = s->node.key;
+        *hi = s->end;
+    } else {
+        *lo = *hi = page;
+    }
+}
+
+static struct kvmm_stream *find_stream(struct kvmm_lazy *lz, uintptr_t page, int *hit)
+{
+    for (int i = 0; i < KVMM_STREAMS; i++) {
+        struct kvmm_stream *s = &lz->streams[i];
+        if (s->lo == s->hi)
+            continue;
+        if (page >= s->lo && page <= s->hi && page != s->lo - page_size()) {
+            *hit = page == s->hi ? +1 : s->dir; /* at the top: continues up; inside: its own way */
+            return s;
+        }
+        if (page + page_size() == s->lo) {
+            *hit = -1;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static struct kvmm_stream *new_stream(struct kvmm_lazy *lz)
+{
+    struct kvmm_stream *victim = &lz->streams[0];
+    for (int i = 0; i < KVMM_STREAMS; i++) {
+        struct kvmm_stream *s = &lz->streams[i];
+        if (s->lo == s->hi)
+            return s;
+        if (s->used < victim->used)
+            victim = s;
+    }
+    return victim;
+}
+
+static void demote(struct kvmm_region *r)
+{
+    /* Unregistering wakes every thread waiting on the range; they retry as ordinary faults. */
+    struct uffdio_range range = {.start = r->node.key, .len = r->end - r->node.key};
+    ioctl(kvmm_engine.fd, UFFDIO_UNREGISTER, &range);
+    r->lazy.demoted = true;
+    r->lazy.generation = 0;
+}
+
+/*
+ * Decides what the fault at page fills now ([*now_lo, *now_hi), at most one chunk, containing
+ * page) and what is left to background fill in the stream. r is locked. Returns false when r
+ * was demoted instead.
+ */
+static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config *cfg,
+                 uintptr_t *now_lo, uintptr_t *now_hi)
+{
+    const uintptr_t P = page_size();
+    struct kvmm_lazy *lz = &r->lazy;
+    uintptr_t ext_lo, ext_hi;
+    lazy_extent(r, page, &ext_lo, &ext_hi);
+    if (ext_lo == ext_hi) {
+        *now_lo = *now_hi = page;
+        return true;
+    }
+    int dir = 0;
+    struct kvmm_stream *s = find_stream(lz, page, &dir);
+    if (s) {
+        lz->misses = 0;
+        uint32_t grown = s->window * ((r->flags & VMM_FLAG_GROW_DOWN) && dir < 0 ? 4 : 2);
+        s->window = grown < cfg->window_max ? grown : cfg->window_max;
+    } else {
+        bool adaptive = cfg->window_min < cfg->window_max;
+        if (adaptive && ++lz->misses >= DEMOTE_AFTER) {
+            demote(r);
+            return false;
+        }
+        s = new_stream(lz);
+        s->window = cfg->window_min;
+        /* Stacks grow down: a GROW_DOWN region's first window extends below the fault. */
+        dir = r->flags & VMM_FLAG_GROW_DOWN ? -1 : +1;
+    }
+    s->used = ++lz->clock;
+    s->dir = dir;
+    uintptr_t span = (uintptr_t)s->window * P;
+    uintptr_t ahead = cfg->readahead && s->window >= READAHEAD_FROM ? span : 0;
+    if (dir > 0) {
+        s->lo = page;
+        s->hi = clamp(page + span + ahead, page + P, ext_hi);
+        *now_lo = page;
+        *now_hi = clamp(page + KVMM_UFFD_CHUNK, page + P, s->hi);
+        s->next = *now_hi;
+    } else {
+        s->hi = page + P;
+        s->lo = clamp(page + P - span - ahead, ext_lo, page);
+        *now_hi = page + P;
+        *now_lo = clamp(page + P - KVMM_UFFD_CHUNK, s->lo, page);
+        s->next = *now_lo;
+    }
+    if (s->next != (dir > 0 ? s->hi : s->lo))
+        add_pending(r->node.key);
+    __atomic_store_n(&kvmm_counters.lazy_window, s->window, __ATOMIC_RELAXED);
+    return true;
+}
+
+void kvmm_uffd_serve(uintptr_t addr, bool write)
+{
+    const uintptr_t P = page_size();
+    const uintptr_t page = addr & ~(P - 1);
+    (void)write; /* reads are filled like writes: see the closing notes of issue 3 for why */
+    kvmm_count(uffd_faults, 1);
+    kosvmm_lazy_config cfg;
+    kvmm_lazy_config(&cfg);
+    bool looked = false; /* saw the region under its lock */
+    bool woken = false;  /* our own copy filled the faulting page, which wakes its waiters */
+    if (kvmm_map_tryrdlock() == 0) {
+        struct kvmm_region *r = kvmm_map_find(page);
+        uintptr_t lo, hi;
+        if (r && pthread_mutex_trylock(&r->lock) == 0) {
+            looked = true;
+            /* Not active, demoted or stale (not lazy any more): no fill, the waiter retries. */
+            if (kvmm_uffd_active(r) && plan(r, page, &cfg, &lo, &hi) && lo < hi) {
+                /* The faulting page first and alone: it always lies in one kernel mapping, and
+                 * its waiter resumes while the rest of the chunk is filled. */
+                woken = kvmm_uffd_fill(page, page + P, false) == 1;
+                if (lo < page)
+                    kvmm_uffd_fill(lo, page, false);
+                if (page + P < hi)
+                    kvmm_uffd_fill(page + P, hi, false);
+            }
+            pthread_mutex_unlock(&r->lock);
+        }
+        kvmm_map_unlock();
+    }
+    /* Locks busy (a kosvmm call in progress, perhaps by this very faulting thread) or the region
+     * unknown: fill the faulting page alone, right for any page that faults (see uffd.h). */
+    if (!looked)
+        woken = kvmm_uffd_fill(page, page + P, false) == 1;
+    if (!woken)
+        kvmm_uffd_wake(page, page + P);
+}
+
+/* One chunk of one stream's background fill. r is locked. Returns true if r has more. */
+static bool fill_stream_chunk(struct kvmm_region *r)
+{
+    bool more = false, done_one = false;
+    for (int i = 0; i < KVMM_STREAMS; i++) {
+        struct kvmm_stream *s = &r->lazy.streams[i];
+        uintptr_t end = s->dir > 0 ? s->hi : s->lo;
+        if (s->lo == s->hi || s->next == end)
+            continue;
+        if (done_one) {
+            more = true;
+            continue;
+        }
+        uintptr_t lo = s->dir > 0 ? s->next : (s->next - s->lo > KVMM_UFFD_CHUNK ? s->next - KVMM_UFFD_CHUNK : s->lo);
+        uintptr_t hi = s->dir > 0 ? (s->hi - s->next > KVMM_UFFD_CHUNK ? s->next + KVMM_UFFD_CHUNK : s->hi) : s->next;
+        uintptr_t ext_lo, ext_hi;
+        lazy_extent(r, s->dir > 0 ? lo : hi - page_size(), &ext_lo, &ext_hi);
+        lo = clamp(lo, ext_lo, ext_hi);
+        hi = clamp(hi, ext_lo, ext_hi);
+        long n = lo < hi ? kvmm_uffd_fill(lo, hi, false) : 0;
+        if (n > 0)
+            kvmm_count(uffd_readahead_pages, n);
+        /* Stop the stream at the end of its lazy span, or when the range went away. */
+        if (lo == hi || n < 0)
+            s->next = end;
+        else
+            s->next = s->dir > 0 ? hi : lo;
+        done_one = true;
+        more |= s->next != end;
+    }
+    return more;
+}
+
+int kvmm_uffd_readahead_step(void)
+{
+    if (npending == 0)
+        return 0;
+    if (kvmm_map_tryrdlock() != 0)
+        return -1;
+    int busy = 0;
+    for (unsigned i = 0; i < npending;) {
+        struct kvmm_region *r = kvmm_map_find(pending[i]);
+        if (!r || r->node.key != pending[i] || !kvmm_uffd_active(r)) {
+            drop_pending(i);
+            continue;
+        }
+        if (pthread_mutex_trylock(&r->lock) != 0) {
+            busy = 1;
+            i++;
+            continue;
+        }
+        bool more = fill_stream_chunk(r);
+        pthread_mutex_unlock(&r->lock);
+        if (!more)
+            drop_pending(i);
+        break; /* one chunk per step: faults waiting in the queue come first */
+    }
+    kvmm_map_unlock();
+    return npending ? (busy ? -1 : 1) : 0;
+}
