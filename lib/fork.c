@@ -1,6 +1,7 @@
 /* lib/fork.c — keeps kosvmm usable in a forked child: no lock is held across fork(). */
 #include <pthread.h>
 
+#include "fork.h"
 #include "handle_table.h"
 #include "region_map.h"
 #include "uffd/uffd.h"
@@ -26,10 +27,18 @@ static void child(void)
 {
     kvmm_handle_table_unlock();
     kvmm_uffd_fork_child();
-    kvmm_map_unlock();
+    kvmm_map_reset_lock();
 }
 
-__attribute__((constructor)) static void install(void)
+static void install(void)
 {
     pthread_atfork(prepare, parent, child);
+}
+
+/* Called when the first region or handle is made. Not a constructor: a static link keeps only
+ * objects something refers to, and this one would be dropped. */
+void kvmm_fork_guard(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install);
 }

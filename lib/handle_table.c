@@ -1,6 +1,8 @@
 /* lib/handle_table.c — the process's handle table: generation-checked slots with rights and revocation. */
 #include "handle_table.h"
 
+#include "fork.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -58,6 +60,7 @@ static int grow(void)
 
 int kvmm_handle_open(const struct kvmm_handle_ops *ops, void *object, uint32_t rights, Handle *out)
 {
+    kvmm_fork_guard();
     pthread_mutex_lock(&table.lock);
     uint32_t index;
     int rc = 0;
@@ -127,8 +130,11 @@ int kvmm_handle_revoke(Handle h)
     pthread_mutex_lock(&table.lock);
     struct slot *s = lookup(h);
     int rc = !s ? -EINVAL : s->state == SLOT_REVOKED ? -EKEYREVOKED : 0;
-    if (rc == 0)
+    if (rc == 0) {
         s->state = SLOT_REVOKED;
+        if (s->ops->revoke)
+            s->ops->revoke(s->object);
+    }
     pthread_mutex_unlock(&table.lock);
     return rc;
 }

@@ -18,6 +18,10 @@ struct kvmm_handle_ops {
      * closed; the object lives while any handle or lookup holds it. */
     void (*acquire)(void *object);
     void (*release)(void *object);
+    /* Optional. Called under the table lock just after a handle to object is marked revoked (not
+     * again for a handle already revoked), so the object can revoke what derives from it (clones,
+     * copies in other processes). Must not call into the handle table. */
+    void (*revoke)(void *object);
 };
 
 /* A new handle to object with rights. 0, or -ENOMEM (-EMFILE past KVMM_HANDLE_MAX_SLOTS). */

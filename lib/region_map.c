@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <vmm/flags.h>
 
+#include "fork.h"
 #include "os.h"
 #include "stats.h"
 
@@ -43,6 +44,11 @@ void kvmm_map_wrlock(void)
 void kvmm_map_unlock(void)
 {
     pthread_rwlock_unlock(&map.lock);
+}
+
+void kvmm_map_reset_lock(void)
+{
+    map.lock = (pthread_rwlock_t)PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 }
 
 static struct kvmm_region *region_of(struct kvmm_avl_node *n)
@@ -109,6 +115,7 @@ static void account(struct kvmm_attrs a, uintptr_t bytes, int sign)
 
 struct kvmm_region *kvmm_region_new_empty(void)
 {
+    kvmm_fork_guard();
     struct kvmm_region *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;

@@ -84,6 +84,9 @@ void kvmm_map_rdlock(void);
 int kvmm_map_tryrdlock(void); /* 0 when taken */
 void kvmm_map_wrlock(void);
 void kvmm_map_unlock(void);
+/* In a fork child, instead of unlocking what the fork handler locked: glibc's rwlock remembers
+ * the writer's thread id, which is not the same in the child, so an unlock there would fail. */
+void kvmm_map_reset_lock(void);
 
 /* The region whose usable range contains addr, or NULL. Map lock held. */
 struct kvmm_region *kvmm_map_find(uintptr_t addr);

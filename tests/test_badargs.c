@@ -53,6 +53,7 @@ static void fill_page(void *page, unsigned seed)
 
 static void build_env(void)
 {
+    tu_start_lazy_engine();
     char *s = KnVmAllocate(RTL_NULL, NS * P(), RES);
     ck_assert_ptr_nonnull(s);
     ck_assert_uint_eq(KnVmUnmap(s, NS * P()), rcOk);

@@ -20,8 +20,8 @@ static void release(void *o)
     ((struct object *)o)->refs--;
 }
 
-static const struct kvmm_handle_ops ops = {acquire, release};
-static const struct kvmm_handle_ops other_ops = {acquire, release};
+static const struct kvmm_handle_ops ops = {acquire, release, NULL};
+static const struct kvmm_handle_ops other_ops = {acquire, release, NULL};
 
 START_TEST(open_get_close)
 {

@@ -1,6 +1,8 @@
 /* tests/testutil.c — helpers shared by the Check suites: residency (mincore), /proc/self/maps, the runner. */
 #include "testutil.h"
 
+#include <coresrv/vmm/vmm_api.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,14 @@ int tu_is_mapped(const void *addr)
 {
     char perms[5];
     return tu_maps_perms(addr, perms) == 0;
+}
+
+void tu_start_lazy_engine(void)
+{
+    char *p = KnVmAllocate(RTL_NULL, tu_page(), VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
+    ck_assert_ptr_nonnull(p);
+    p[0] = 1;
+    ck_assert_uint_eq(KnVmUnmap(p, tu_page()), rcOk);
 }
 
 int tu_run(Suite *suite)

@@ -18,6 +18,11 @@ int tu_maps_perms(const void *addr, char perms[5]);
 /* 1 if any mapping of this process contains addr, else 0 (from /proc/self/maps). */
 int tu_is_mapped(const void *addr);
 
+/* Starts kosvmm's userfaultfd engine now (a lazily committed page, touched and freed), so the
+ * mappings it makes once (thread stack, ring, buffers) cannot land in an address-space hole a
+ * test frees next to place a region at a fixed address. */
+void tu_start_lazy_engine(void);
+
 /* Runs one suite in fork mode (CK_FORK), prints Check's summary, returns the process exit code. */
 int tu_run(Suite *suite);
 

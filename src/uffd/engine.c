@@ -125,6 +125,34 @@ static int start(bool user_mode_only)
     return 0;
 }
 
+/* Registers every run of r's pages that is not an MDL mapping: those are shared memory, filled by
+ * whoever writes the buffer, never by this engine. Refused (e.g. the split a registration needs
+ * would pass vm.max_map_count): what was registered is undone and kernel paging it is. */
+static int register_anonymous_runs(struct kvmm_region *r)
+{
+    uintptr_t run = 0;
+    struct kvmm_avl_node *n = kvmm_avl_first(&r->spans);
+    for (;; n = kvmm_avl_next(n)) {
+        const struct kvmm_span *s = n ? kvmm_container_of(n, struct kvmm_span, node) : NULL;
+        bool mdl = s && s->a.state == KVMM_MDL;
+        if (s && !mdl && !run)
+            run = s->node.key;
+        if (run && (!s || mdl)) {
+            uintptr_t end = s ? s->node.key : r->end;
+            struct uffdio_register reg = {.range = {.start = run, .len = end - run},
+                                          .mode = UFFDIO_REGISTER_MODE_MISSING};
+            if (ioctl(kvmm_engine.fd, UFFDIO_REGISTER, &reg) != 0 || !(reg.ioctls & (1ull << _UFFDIO_COPY))) {
+                struct uffdio_range all = {.start = r->node.key, .len = r->end - r->node.key};
+                ioctl(kvmm_engine.fd, UFFDIO_UNREGISTER, &all);
+                return -1;
+            }
+            run = 0;
+        }
+        if (!s)
+            return 0;
+    }
+}
+
 bool kvmm_uffd_active(const struct kvmm_region *r)
 {
     uint32_t g = r->lazy.generation;
@@ -141,16 +169,8 @@ void kvmm_uffd_adopt(struct kvmm_region *r)
         kvmm_uffd_active(r))
         return;
     pthread_mutex_lock(&lock);
-    if (start(cfg.user_mode_only) == 0) {
-        struct uffdio_register reg = {
-            .range = {.start = r->node.key, .len = r->end - r->node.key},
-            .mode = UFFDIO_REGISTER_MODE_MISSING,
-        };
-        /* Refused (e.g. the split it needs would pass vm.max_map_count): kernel paging it is. */
-        if (ioctl(kvmm_engine.fd, UFFDIO_REGISTER, &reg) == 0 && (reg.ioctls & (1ull << _UFFDIO_COPY))) {
-            r->lazy = (struct kvmm_lazy){.generation = kvmm_engine.generation};
-        }
-    }
+    if (start(cfg.user_mode_only) == 0 && register_anonymous_runs(r) == 0)
+        r->lazy = (struct kvmm_lazy){.generation = kvmm_engine.generation};
     pthread_mutex_unlock(&lock);
 }
 
@@ -184,6 +204,7 @@ void kvmm_uffd_fork_child(void)
     if (running) {
         close(kvmm_engine.fd);
         close(kvmm_engine.control);
+        kvmm_uffd_loop_forget();
         kvmm_engine.fd = kvmm_engine.control = -1;
         running = false;
     }

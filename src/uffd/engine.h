@@ -21,10 +21,10 @@ struct kvmm_engine {
 
 extern struct kvmm_engine kvmm_engine;
 
-/* Fills the missing pages of [lo, hi) with zeros (UFFDIO_COPY, or UFFDIO_ZEROPAGE when zero_page)
- * and wakes threads waiting on them; present pages are skipped. Pages filled, or -errno
- * (-ENOENT: no longer registered; -ESRCH: the process is exiting). */
-long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool zero_page);
+/* Fills the missing pages of [lo, hi) with zeros (UFFDIO_COPY) and, unless dont_wake, wakes the
+ * threads waiting on them; present pages are skipped. Pages filled, or -errno (-ENOENT: no
+ * longer registered; -ESRCH: the process is exiting). */
+long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake);
 /* Wakes threads waiting on [lo, hi) whose page someone else filled. */
 void kvmm_uffd_wake(uintptr_t lo, uintptr_t hi);
 
@@ -39,6 +39,8 @@ void kvmm_uffd_readahead_clear(void);
  * calling thread, so every mapping the engine makes exists before the first lazy commit returns:
  * none appears later in address space the application may have just freed for a fixed address. */
 void kvmm_uffd_loop_init(void);
+/* In a fork child: releases the parent's ring (the child has no handler thread). */
+void kvmm_uffd_loop_forget(void);
 /* The handler loop; returns on stop. */
 void kvmm_uffd_loop(void);
 

@@ -17,15 +17,10 @@ static uint64_t now_ns(void)
 }
 
 /* One ioctl over [dst, dst + len). Returns bytes done (>= 0) or -errno; done may be < len. */
-static long fill_once(uintptr_t dst, size_t len, bool zero_page)
+static long fill_once(uintptr_t dst, size_t len, bool dont_wake)
 {
-    if (zero_page) {
-        struct uffdio_zeropage z = {.range = {.start = dst, .len = len}, .mode = 0};
-        if (ioctl(kvmm_engine.fd, UFFDIO_ZEROPAGE, &z) == 0)
-            return (long)len;
-        return z.zeropage > 0 ? (long)z.zeropage : -errno;
-    }
-    struct uffdio_copy c = {.dst = dst, .src = (uintptr_t)kvmm_engine.zeros, .len = len, .mode = 0};
+    struct uffdio_copy c = {.dst = dst, .src = (uintptr_t)kvmm_engine.zeros, .len = len,
+                            .mode = dont_wake ? UFFDIO_COPY_MODE_DONTWAKE : 0};
     if (ioctl(kvmm_engine.fd, UFFDIO_COPY, &c) == 0)
         return (long)len;
     /* A partial copy is reported as EAGAIN with the bytes done in .copy; a first page that is
@@ -33,7 +28,7 @@ static long fill_once(uintptr_t dst, size_t len, bool zero_page)
     return c.copy > 0 ? (long)c.copy : -errno;
 }
 
-long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool zero_page)
+long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake)
 {
     const size_t page = kvmm_os_page_size();
     uint64_t start = now_ns();
@@ -42,7 +37,7 @@ long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool zero_page)
     int retries = 0;
     for (uintptr_t cur = lo; cur < hi;) {
         size_t len = hi - cur < limit ? hi - cur : limit;
-        long done = fill_once(cur, len, zero_page);
+        long done = fill_once(cur, len, dont_wake);
         if (done > 0) {
             filled += done / (long)page;
             cur += (uintptr_t)done;

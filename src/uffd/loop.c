@@ -48,14 +48,6 @@ void kvmm_uffd_loop_init(void)
     struct waiter *w = &waiter;
     const char *no = getenv("KOSVMM_NO_URING");
     w->uring = !(no && *no && *no != '0') && io_uring_queue_init(16, &w->ring, 0) == 0;
-    if (w->uring) {
-        arm(w, kvmm_engine.fd);
-        arm(w, kvmm_engine.control);
-        if (io_uring_submit(&w->ring) != 2) {
-            io_uring_queue_exit(&w->ring);
-            w->uring = false;
-        }
-    }
     w->fds[0] = (struct pollfd){.fd = kvmm_engine.fd, .events = POLLIN};
     w->fds[1] = (struct pollfd){.fd = kvmm_engine.control, .events = POLLIN};
 }
@@ -99,9 +91,27 @@ static bool events_waiting(struct waiter *w)
     return poll(w->fds, 2, 0) > 0;
 }
 
+void kvmm_uffd_loop_forget(void)
+{
+    if (waiter.uring)
+        io_uring_queue_exit(&waiter.ring);
+    waiter.uring = false;
+}
+
 void kvmm_uffd_loop(void)
 {
     struct waiter *w = &waiter;
+    /* Submitted here, not where the ring was made: io_uring completes a poll through task work of
+     * the task that submitted it, and an application thread may be blocked in the very fault the
+     * completion must report. */
+    if (w->uring) {
+        arm(w, kvmm_engine.fd);
+        arm(w, kvmm_engine.control);
+        if (io_uring_submit(&w->ring) != 2) {
+            io_uring_queue_exit(&w->ring);
+            w->uring = false;
+        }
+    }
     for (;;) {
         if (!drain())
             break;

@@ -170,18 +170,17 @@ void kvmm_uffd_serve(uintptr_t addr, bool write)
     kvmm_count(uffd_faults, 1);
     kosvmm_lazy_config cfg;
     kvmm_lazy_config(&cfg);
-    bool looked = false; /* saw the region under its lock */
-    bool woken = false;  /* our own copy filled the faulting page, which wakes its waiters */
+    bool planned = false;
     if (kvmm_map_tryrdlock() == 0) {
         struct kvmm_region *r = kvmm_map_find(page);
         uintptr_t lo, hi;
         if (r && pthread_mutex_trylock(&r->lock) == 0) {
-            looked = true;
-            /* Not active, demoted or stale (not lazy any more): no fill, the waiter retries. */
             if (kvmm_uffd_active(r) && plan(r, page, &cfg, &lo, &hi) && lo < hi) {
-                /* The faulting page first and alone: it always lies in one kernel mapping, and
-                 * its waiter resumes while the rest of the chunk is filled. */
-                woken = kvmm_uffd_fill(page, page + P, false) == 1;
+                planned = true;
+                /* The faulting page first and alone, since it always lies in one kernel mapping
+                 * (a window may cross several), and without waking its thread, which resumes once
+                 * its whole first chunk is there instead of faulting again on the next page. */
+                kvmm_uffd_fill(page, page + P, true);
                 if (lo < page)
                     kvmm_uffd_fill(lo, page, false);
                 if (page + P < hi)
@@ -191,12 +190,14 @@ void kvmm_uffd_serve(uintptr_t addr, bool write)
         }
         kvmm_map_unlock();
     }
-    /* Locks busy (a kosvmm call in progress, perhaps by this very faulting thread) or the region
-     * unknown: fill the faulting page alone, right for any page that faults (see uffd.h). */
-    if (!looked)
-        woken = kvmm_uffd_fill(page, page + P, false) == 1;
-    if (!woken)
-        kvmm_uffd_wake(page, page + P);
+    /* No window: locks busy (a kosvmm call in progress, perhaps by this very faulting thread),
+     * the region unknown or demoted meanwhile, or the page no longer lazy. The faulting page is
+     * still filled, alone: a missing page of a registered mapping reads as zero whatever it
+     * backs (anonymous or memfd), so this is always right, and a fault never returns without
+     * progress, which could otherwise repeat forever. */
+    if (!planned)
+        kvmm_uffd_fill(page, page + P, true);
+    kvmm_uffd_wake(page, page + P);
 }
 
 /* One chunk of one stream's background fill. r is locked. Returns true if r has more. */

@@ -1,0 +1,546 @@
+/* tests/test_lazy.c — lazy commit through the userfaultfd engine (and its kernel fallback): same semantics, fault-around, races, fork, exit. */
+#include <coresrv/vmm/vmm_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <kosvmm/kosvmm.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
+#define LAZY (VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW)
+
+static char *pg(void *base, size_t i)
+{
+    return (char *)base + i * tu_page();
+}
+
+static kosvmm_stats stats(void)
+{
+    kosvmm_stats s;
+    ck_assert_uint_eq(kosvmm_get_stats(&s), rcOk);
+    return s;
+}
+
+static void set_config(uint32_t engine, uint32_t wmin, uint32_t wmax, uint32_t readahead)
+{
+    kosvmm_lazy_config c = {.engine = engine, .window_min = wmin, .window_max = wmax, .readahead = readahead};
+    ck_assert_uint_eq(kosvmm_set_lazy_config(&c), rcOk);
+}
+
+/* The engine lazy commits get here: userfaultfd needs /dev/userfaultfd access or privilege. */
+static bool uffd_engine(void)
+{
+    return stats().lazy_engine == KOSVMM_ENGINE_UFFD;
+}
+
+/* ---- semantics, for both engines --------------------------------------------------------- */
+
+START_TEST(lazy_memory_reads_zero_keeps_writes_and_resets)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    const size_t n = 256;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(pg(a, i)[i % 64], 0);
+    for (size_t i = 0; i < n; i++)
+        pg(a, i)[7] = (char)(i + 1);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(pg(a, i)[7], (char)(i + 1));
+    ck_assert_uint_eq(KnVmReset(a, n * tu_page()), rcOk);
+    ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(pg(a, i)[7], 0);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(kernel_engine_never_reaches_the_handler)
+{
+    set_config(KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    ck_assert_uint_eq(stats().lazy_engine, KOSVMM_ENGINE_KERNEL);
+    kosvmm_stats s0 = stats();
+    char *a = KnVmAllocate(RTL_NULL, 64 * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    for (size_t i = 0; i < 64; i++)
+        pg(a, i)[0] = 1;
+    ck_assert_uint_eq(stats().uffd_faults, s0.uffd_faults);
+    ck_assert_int_eq(tu_resident_pages(a, 64 * tu_page()), 64);
+    ck_assert_uint_eq(KnVmUnmap(a, 64 * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(reserved_pages_of_a_registered_region_still_fault)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    char *a = KnVmAllocate(RTL_NULL, 16 * tu_page(), VMM_FLAG_RESERVE | RW);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(KnVmCommit(a, 8 * tu_page(), 0), rcOk);
+    pg(a, 0)[0] = 1;
+    *(volatile char *)pg(a, 12) = 1; /* reserved: SIGSEGV, not a userfaultfd fault */
+}
+END_TEST
+
+/* ---- fault-around ------------------------------------------------------------------------ */
+
+START_TEST(fixed_window_fills_neighbours_within_the_lazy_span)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 8, 8, 0);
+    if (!uffd_engine())
+        return; /* kernel engine here: one page per fault is all there is; covered above */
+    char *a = KnVmAllocate(RTL_NULL, 64 * tu_page(), VMM_FLAG_RESERVE | RW);
+    ck_assert_ptr_nonnull(a);
+    /* Lazy span [8, 20): a fault at 16 fills 16..19 and stops at the span's end. */
+    ck_assert_uint_eq(KnVmCommit(pg(a, 8), 12 * tu_page(), 0), rcOk);
+    pg(a, 8)[0] = 1;
+    ck_assert_int_eq(tu_resident_pages(pg(a, 8), 8 * tu_page()), 8);
+    ck_assert_int_eq(tu_resident_pages(pg(a, 16), 4 * tu_page()), 0);
+    pg(a, 16)[0] = 1;
+    ck_assert_int_eq(tu_resident_pages(pg(a, 16), 4 * tu_page()), 4);
+    ck_assert_int_eq(tu_resident_pages(a, 8 * tu_page()), 0);                /* reserved below */
+    ck_assert_int_eq(tu_resident_pages(pg(a, 20), 44 * tu_page()), 0);       /* reserved above */
+    ck_assert_uint_eq(KnVmUnmap(a, 64 * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(fill_stops_at_the_region_end)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 16, 16, 0);
+    if (!uffd_engine())
+        return;
+    /* Two adjacent lazy regions: streaming through the first never fills the second. */
+    tu_start_lazy_engine();
+    char *s = KnVmAllocate(RTL_NULL, 32 * tu_page(), VMM_FLAG_RESERVE);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(KnVmUnmap(s, 32 * tu_page()), rcOk);
+    char *a = KnVmAllocate(s, 16 * tu_page(), LAZY);
+    char *b = KnVmAllocate(pg(s, 16), 16 * tu_page(), LAZY);
+    ck_assert_ptr_eq(a, s);
+    ck_assert_ptr_eq(b, pg(s, 16));
+    pg(a, 12)[0] = 1;
+    ck_assert_int_eq(tu_resident_pages(pg(a, 12), 4 * tu_page()), 4);
+    ck_assert_int_eq(tu_resident_pages(b, 16 * tu_page()), 0);
+    ck_assert_uint_eq(KnVmUnmap(a, 16 * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmUnmap(b, 16 * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(sequential_stream_grows_the_window)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    if (!uffd_engine())
+        return;
+    const size_t n = 8192; /* 32 MiB */
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    kosvmm_stats s0 = stats();
+    for (size_t i = 0; i < n; i++)
+        pg(a, i)[0] = (char)i;
+    kosvmm_stats s1 = stats();
+    /* Far fewer faults than pages: the window doubled up to 512 and read-ahead ran ahead. */
+    ck_assert_uint_lt(s1.uffd_faults - s0.uffd_faults, n / 16);
+    ck_assert_uint_eq(s1.lazy_window, 512);
+    ck_assert_uint_ge(s1.uffd_pages_filled - s0.uffd_pages_filled, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(pg(a, i)[0], (char)i);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(backward_stream_fills_downward_in_grow_down_regions)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 8, 8, 0);
+    if (!uffd_engine())
+        return;
+    char *a = KnVmAllocate(RTL_NULL, 64 * tu_page(), LAZY | VMM_FLAG_GROW_DOWN);
+    ck_assert_ptr_nonnull(a);
+    pg(a, 63)[0] = 1; /* the top of a stack: the window goes down, 56..63 */
+    ck_assert_int_eq(tu_resident_pages(pg(a, 56), 8 * tu_page()), 8);
+    ck_assert_int_eq(tu_resident_pages(a, 56 * tu_page()), 0);
+    char *b = KnVmAllocate(RTL_NULL, 64 * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(b);
+    pg(b, 63)[0] = 1; /* an ordinary region: the window goes up and stops at the end */
+    ck_assert_int_eq(tu_resident_pages(b, 64 * tu_page()), 1);
+    ck_assert_uint_eq(KnVmUnmap(a, 64 * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmUnmap(b, 64 * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(random_access_is_demoted_and_costs_no_extra_memory)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    if (!uffd_engine())
+        return;
+    const size_t n = 16384;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    kosvmm_stats s0 = stats();
+    srand(99);
+    size_t touched = 0;
+    for (size_t k = 0; k < 1000; k++) {
+        size_t i = (size_t)rand() % n;
+        touched += pg(a, i)[1] == 0;
+        pg(a, i)[1] = 1;
+    }
+    kosvmm_stats s1 = stats();
+    /* Before demotion a random neighbour may pass for a stream and get a 2-page window. */
+    long resident = tu_resident_pages(a, n * tu_page());
+    ck_assert_int_ge(resident, (long)touched);
+    ck_assert_int_le(resident, (long)touched + 8);
+    ck_assert_uint_lt(s1.uffd_faults - s0.uffd_faults, touched / 4);    /* then the kernel's */
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+/* ---- concurrency ------------------------------------------------------------------------- */
+
+struct writer {
+    char *base;
+    size_t pages;
+    int id, nthreads;
+};
+
+static void *write_interleaved(void *arg)
+{
+    struct writer *w = arg;
+    /* Every thread writes its own word of every page: all threads fault the same pages at once. */
+    for (size_t i = 0; i < w->pages; i++)
+        ((volatile uint32_t *)pg(w->base, i))[w->id] = (uint32_t)(i * 131 + (size_t)w->id);
+    return NULL;
+}
+
+START_TEST(many_threads_fault_same_pages_without_losing_writes)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    enum { T = 8 };
+    const size_t n = 4096;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    pthread_t t[T];
+    struct writer w[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (struct writer){a, n, i, T};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, write_interleaved, &w[i]), 0);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(t[i], NULL);
+    for (size_t i = 0; i < n; i++)
+        for (int id = 0; id < T; id++)
+            ck_assert_uint_eq(((uint32_t *)pg(a, i))[id], (uint32_t)(i * 131 + (size_t)id));
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+static void *write_own_chunk(void *arg)
+{
+    struct writer *w = arg;
+    size_t per = w->pages / (size_t)w->nthreads;
+    for (size_t i = (size_t)w->id * per; i < (size_t)(w->id + 1) * per; i++)
+        ((volatile uint32_t *)pg(w->base, i))[3] = (uint32_t)i;
+    return NULL;
+}
+
+START_TEST(many_threads_stream_their_own_chunks)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    enum { T = 4 };
+    const size_t n = 16384;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    pthread_t t[T];
+    struct writer w[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (struct writer){a, n, i, T};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, write_own_chunk, &w[i]), 0);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(t[i], NULL);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_uint_eq(((uint32_t *)pg(a, i))[3], (uint32_t)i);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+/* ---- faults taken inside the kernel ------------------------------------------------------ */
+
+START_TEST(read_from_a_pipe_into_untouched_lazy_memory)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    char *a = KnVmAllocate(RTL_NULL, 16 * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    char msg[3000];
+    memset(msg, 'k', sizeof msg);
+    ck_assert_int_eq(write(p[1], msg, sizeof msg), (ssize_t)sizeof msg);
+    /* The kernel's copy_to_user faults on the untouched page: the handler must serve it. */
+    ck_assert_int_eq(read(p[0], pg(a, 5) + 2000, sizeof msg), (ssize_t)sizeof msg);
+    ck_assert_int_eq(memcmp(pg(a, 5) + 2000, msg, sizeof msg), 0);
+    close(p[0]);
+    close(p[1]);
+    ck_assert_uint_eq(KnVmUnmap(a, 16 * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(io_uring_read_into_untouched_lazy_memory)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    struct io_uring ring;
+    if (io_uring_queue_init(4, &ring, 0) != 0)
+        return; /* io_uring disabled on this host: nothing to test */
+    char *a = KnVmAllocate(RTL_NULL, 16 * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    const char msg[] = "through the ring into lazy memory";
+    ck_assert_int_eq(write(p[1], msg, sizeof msg), (ssize_t)sizeof msg);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_read(sqe, p[0], pg(a, 9) + 100, sizeof msg, 0);
+    ck_assert_int_eq(io_uring_submit(&ring), 1);
+    struct io_uring_cqe *cqe;
+    ck_assert_int_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+    ck_assert_int_eq(cqe->res, (int)sizeof msg);
+    io_uring_cqe_seen(&ring, cqe);
+    ck_assert_str_eq(pg(a, 9) + 100, msg);
+    io_uring_queue_exit(&ring);
+    close(p[0]);
+    close(p[1]);
+    ck_assert_uint_eq(KnVmUnmap(a, 16 * tu_page()), rcOk);
+}
+END_TEST
+
+/* ---- calls racing with faults ------------------------------------------------------------ */
+
+struct racer {
+    char *base;
+    size_t pages;
+    volatile int stop;
+};
+
+static void *keep_writing(void *arg)
+{
+    struct racer *r = arg;
+    for (unsigned it = 1; !r->stop; it++)
+        for (size_t i = 0; i < r->pages && !r->stop; i++)
+            ((volatile unsigned *)pg(r->base, i))[0] = it;
+    return NULL;
+}
+
+START_TEST(reset_decommit_and_unmap_race_with_faults)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    const size_t n = 2048;
+    /* Writers fault in [0, n/2) forever; the main thread resets that half (pages stay usable,
+     * reading zero or the latest value), decommits and recommits the other half, and allocates
+     * and unmaps other lazy regions, all at once. */
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    struct racer r = {a, n / 2, 0};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, keep_writing, &r), 0);
+    for (int round = 0; round < 200; round++) {
+        size_t first = (size_t)rand() % (n / 2), count = 1 + (size_t)rand() % (n / 2 - first);
+        ck_assert_uint_eq(KnVmReset(pg(a, first), count * tu_page()), rcOk);
+        ck_assert_uint_eq(KnVmDecommit(pg(a, n / 2), n / 2 * tu_page()), rcOk);
+        ck_assert_uint_eq(KnVmCommit(pg(a, n / 2), n / 2 * tu_page(), 0), rcOk);
+        ck_assert_int_eq(pg(a, n / 2 + (size_t)round)[5], 0);
+        pg(a, n / 2 + (size_t)round)[5] = 1;
+        char *other = KnVmAllocate(RTL_NULL, 64 * tu_page(), LAZY);
+        ck_assert_ptr_nonnull(other);
+        other[round] = 1;
+        ck_assert_uint_eq(KnVmUnmap(other, 64 * tu_page()), rcOk);
+    }
+    r.stop = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned v = ((unsigned *)pg(a, i))[0];
+        ck_assert(v < 1u << 30); /* zero (reset) or an iteration count: never garbage */
+    }
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+/* ---- fork and exit ----------------------------------------------------------------------- */
+
+START_TEST(fork_child_sees_zero_or_parent_data_and_keeps_working)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    const size_t n = 1024;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    for (size_t i = 0; i < n / 2; i++)
+        pg(a, i)[0] = 'p';
+    bool parent_uffd = uffd_engine();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += pg(a, i)[0] != (i < n / 2 ? 'p' : 0); /* touched: parent data; else zero */
+        for (size_t i = n / 2; i < n; i++)
+            pg(a, i)[0] = 'c'; /* untouched lazy pages of the child fault like ordinary memory */
+        char *b = KnVmAllocate(RTL_NULL, 256 * tu_page(), LAZY); /* the child's own engine */
+        kosvmm_stats s0 = stats();
+        for (size_t i = 0; b && i < 256; i++)
+            pg(b, i)[0] = 'b';
+        kosvmm_stats s1 = stats();
+        bad += !b || (parent_uffd && s1.uffd_faults == s0.uffd_faults);
+        _exit(bad ? 1 : 0);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    for (size_t i = n / 2; i < n; i++) /* the child's writes stayed in the child */
+        ck_assert_int_eq(pg(a, i)[0], 0);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+static char *exit_region;
+
+static void touch_at_exit(void)
+{
+    /* Runs during exit, possibly after the engine stopped: must not hang. */
+    for (size_t i = 0; i < 64; i++)
+        pg(exit_region, 512 + i)[0] = 1;
+}
+
+START_TEST(exit_with_faults_in_flight_is_clean)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+        exit_region = KnVmAllocate(RTL_NULL, 1024 * tu_page(), LAZY);
+        if (!exit_region)
+            _exit(2);
+        atexit(touch_at_exit);
+        struct racer r = {exit_region, 512, 0};
+        pthread_t t[3];
+        for (int i = 0; i < 3; i++)
+            pthread_create(&t[i], NULL, keep_writing, &r);
+        usleep(20000);
+        exit(0); /* with the writers still faulting */
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
+/* ---- userfaultfd blocked ----------------------------------------------------------------- */
+
+/* A seccomp filter as a container runtime might install: userfaultfd(2) and the
+ * /dev/userfaultfd ioctl fail with EPERM. */
+static void block_userfaultfd(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, USERFAULTFD_IOC_NEW, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+START_TEST(blocked_userfaultfd_falls_back_to_the_kernel_engine)
+{
+    block_userfaultfd();
+    ck_assert_int_lt(syscall(SYS_userfaultfd, O_CLOEXEC), 0);
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    ck_assert_uint_eq(stats().lazy_engine, KOSVMM_ENGINE_KERNEL);
+    char *a = KnVmAllocate(RTL_NULL, 128 * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    for (size_t i = 0; i < 128; i++)
+        ck_assert_int_eq(pg(a, i)[0]++, 0);
+    ck_assert_int_eq(tu_resident_pages(a, 128 * tu_page()), 128);
+    ck_assert_uint_eq(stats().uffd_faults, 0);
+    ck_assert_uint_eq(KnVmUnmap(a, 128 * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(config_rejects_bad_values_and_changes_nothing)
+{
+    kosvmm_lazy_config before, after;
+    ck_assert_uint_eq(kosvmm_get_lazy_config(&before), rcOk);
+    const kosvmm_lazy_config bad[] = {
+        {.engine = 7, .window_min = 1, .window_max = 8},
+        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 0, .window_max = 8},
+        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 9, .window_max = 8},
+        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 4097},
+        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 8, .readahead = 2},
+        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 8, .user_mode_only = 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_uint_eq(kosvmm_set_lazy_config(&bad[i]), rcInvalidArgument);
+    ck_assert_uint_eq(kosvmm_set_lazy_config(RTL_NULL), rcInvalidArgument);
+    ck_assert_uint_eq(kosvmm_get_lazy_config(RTL_NULL), rcInvalidArgument);
+    ck_assert_uint_eq(kosvmm_get_lazy_config(&after), rcOk);
+    ck_assert_int_eq(memcmp(&before, &after, sizeof before), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("lazy");
+    TCase *tc = tcase_create("semantics");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, lazy_memory_reads_zero_keeps_writes_and_resets, 0, 2);
+    tcase_add_test(tc, kernel_engine_never_reaches_the_handler);
+    tcase_add_test_raise_signal(tc, reserved_pages_of_a_registered_region_still_fault, SIGSEGV);
+    tcase_add_test(tc, config_rejects_bad_values_and_changes_nothing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("fault_around");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, fixed_window_fills_neighbours_within_the_lazy_span);
+    tcase_add_test(tc, fill_stops_at_the_region_end);
+    tcase_add_test(tc, sequential_stream_grows_the_window);
+    tcase_add_test(tc, backward_stream_fills_downward_in_grow_down_regions);
+    tcase_add_test(tc, random_access_is_demoted_and_costs_no_extra_memory);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("concurrency");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, many_threads_fault_same_pages_without_losing_writes, 0, 2);
+    tcase_add_test(tc, many_threads_stream_their_own_chunks);
+    tcase_add_loop_test(tc, read_from_a_pipe_into_untouched_lazy_memory, 0, 2);
+    tcase_add_loop_test(tc, io_uring_read_into_untouched_lazy_memory, 0, 2);
+    tcase_add_test(tc, reset_decommit_and_unmap_race_with_faults);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("process");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, fork_child_sees_zero_or_parent_data_and_keeps_working);
+    tcase_add_test(tc, exit_with_faults_in_flight_is_clean);
+    tcase_add_test(tc, blocked_userfaultfd_falls_back_to_the_kernel_engine);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(suite());
+}
