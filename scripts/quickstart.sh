@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 PACKAGES=(meson ninja-build pkg-config gcc g++ liburing-dev check)
-DEMOS=(vmm_tour)
+DEMOS=(mdl_stream vmm_tour)   # mdl_stream first: the main demo (two processes, an MDL ring, a read-only handle)
 UNPRIV_UID=65534            # nobody: exists on every Debian system, owns nothing
 TEST_TIMEOUT=300            # per executable in the unprivileged run; Check also times out each test itself
 
@@ -145,11 +145,21 @@ demo() {
     ensure_packages
     log "configure and build (build/, debugoptimized: -O2 -g)"
     build build
-    local d
+    local d rc=0
     for d in "${DEMOS[@]}"; do
         log "build/examples/$d"
         "build/examples/$d"
     done
+    # The Einit-style loader exits with the loaded program's status, which is 42 by design.
+    if [ -x build/examples/elf_loader ]; then
+        log "build/examples/elf_loader build/examples/hello_elf   (the loaded program exits with 42)"
+        build/examples/elf_loader build/examples/hello_elf || rc=$?
+        [ "$rc" -eq 42 ] || { echo "elf_loader: exit status $rc, expected 42" >&2; return 1; }
+    fi
+    if [ -x build/bench/kosvmm-bench-lazy ]; then
+        log "build/bench/kosvmm-bench-lazy --quick   (a short run of the lazy-faulting benchmark)"
+        build/bench/kosvmm-bench-lazy --quick --no-png --csv build/bench/lazy-demo.csv
+    fi
 }
 
 test_all() {
@@ -168,6 +178,8 @@ test_all() {
 
     run_unprivileged
     run_step "bench smoke" build/bench/kosvmm-bench-core --quick
+    run_step "lazy bench smoke" build/bench/kosvmm-bench-lazy --quick \
+        --csv build/bench/lazy-smoke.csv --png build/bench/lazy-smoke.png
     run_step "demo smoke" build/examples/vmm_tour
     run_step "pkg-config consumer" pkgconfig_consumer
 

@@ -4,6 +4,7 @@
 
 #include <rtl/types.h>
 #include <rtl/retcode.h>
+#include <handle/handletype.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,7 +20,7 @@ Retcode kosvmm_last_error(void);
 typedef struct kosvmm_stats {
     rtl_uint64_t regions;            /* regions currently allocated */
     rtl_uint64_t reserved_bytes;     /* bytes in regions, any state */
-    rtl_uint64_t committed_bytes;    /* committed bytes, lazy and full */
+    rtl_uint64_t committed_bytes;    /* committed bytes: lazy, full and MDL mappings */
     rtl_uint64_t lazy_bytes;         /* of which lazily committed */
     rtl_uint64_t locked_bytes;       /* of which fully committed (populated at commit) */
     rtl_uint64_t pinned_bytes;       /* of which pinned with mlock */
@@ -74,6 +75,154 @@ typedef struct kosvmm_lazy_config {
  */
 Retcode kosvmm_get_lazy_config(kosvmm_lazy_config *config);
 Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
+
+/*
+ * Channels: moving MDL handles (and small messages) between processes.
+ *
+ * A channel is one end of a connected AF_UNIX SOCK_SEQPACKET socket (close-on-exec). A message is
+ * one datagram: either payload only, or an MDL handle plus payload. A handle travels as its memfd
+ * and revocation pages (SCM_RIGHTS) plus its window and rights, and arrives as a new handle of the
+ * receiver's own table; the sender keeps its handle. Its rights are the sender's rights AND the
+ * mask given to kosvmm_channel_send_handle, so a transfer can only narrow them, and the kernel
+ * enforces the result (a handle without write right arrives on a read-only file description).
+ *
+ * Every function validates its arguments first; on failure no output is written. Results:
+ *   rcInvalidArgument   NULL channel or pointer, bad name, payload larger than
+ *                       KOSVMM_CHANNEL_MAX_PAYLOAD, unknown mask bits, receive capacity smaller
+ *                       than the message (the message is then dropped);
+ *   rcResourceNotFound  the peer has closed its end or died (send and receive), nobody listens on
+ *                       the name (connect);
+ *   rcAlreadyExists     the name is already listened on (listen);
+ *   rcSecurityDisallow  a received datagram broke the protocol (truncated data or descriptors, other
+ *                       control messages, wrong header, version or kind, descriptors not as its
+ *                       header announces): it was dropped and every descriptor it carried closed;
+ *   rcNoCapability      the handle lacks KOSVMM_RIGHT_TRANSFER (send), or a received description
+ *                       claims more than its descriptors allow (receive);
+ *   rcHandleRevoked     the handle or one of its origins was revoked (send, and receive when the
+ *                       revocation is already visible);
+ *   rcInvalidOperation  a handle arrived where none was accepted (handle == RTL_NULL), or the call
+ *                       does not apply to this channel (see kosvmm_channel_server_wait);
+ *   rcOutOfMemory / rcQuotaExceeded  no memory, or no descriptors left (RLIMIT_NOFILE; on receive:
+ *                       the kernel could not install all of a handle message's descriptors).
+ * On any receive failure the received descriptors are closed: nothing leaks.
+ *
+ * Threads: a channel may be used by several threads at once; each datagram is sent whole and
+ * received whole by exactly one receiver. A server is used by one thread at a time.
+ */
+#define KOSVMM_CHANNEL_MAX_PAYLOAD 4096u  /* bytes of caller payload per message */
+
+typedef struct kosvmm_channel kosvmm_channel;
+typedef struct kosvmm_channel_server kosvmm_channel_server;
+
+/* Credentials of the peer process, as the kernel recorded them when the connection was made
+ * (connect, or socketpair: both ends of a pair report the process that created it, even after a
+ * fork, so a fork+exec child should identify itself in a message if that matters). */
+typedef struct kosvmm_peer_cred {
+    rtl_int32_t  pid;
+    rtl_uint32_t uid;
+    rtl_uint32_t gid;
+} kosvmm_peer_cred;
+
+/* A connected pair of channels (socketpair). Typically one end is kept and the other handed to a
+ * child: after fork, clear FD_CLOEXEC on kosvmm_channel_fd(end) and pass the number on argv; the
+ * child wraps it with kosvmm_channel_from_fd. rcInvalidArgument if a or b is RTL_NULL. */
+Retcode kosvmm_channel_pair(kosvmm_channel **a, kosvmm_channel **b);
+
+/* Connects to the server listening on name (an abstract AF_UNIX address, exactly those bytes,
+ * 1..107 of them; visible to the network namespace, not the file system). */
+Retcode kosvmm_channel_connect(const char *name, kosvmm_channel **channel);
+
+/* Wraps an inherited socket descriptor, which must be an AF_UNIX SOCK_SEQPACKET socket
+ * (rcInvalidArgument otherwise). Sets FD_CLOEXEC again. The channel owns fd only on success. */
+Retcode kosvmm_channel_from_fd(int fd, kosvmm_channel **channel);
+
+/* The socket descriptor of a channel, still owned by it (-1 for RTL_NULL). For poll(2), and for
+ * handing one end of a pair to a child; do not read or write it directly. */
+int kosvmm_channel_fd(const kosvmm_channel *channel);
+
+/* Closes the channel and frees it. Messages in flight to this end are discarded by the kernel
+ * (with their descriptors). rcInvalidOperation for a peer owned by a server (it closes its own). */
+Retcode kosvmm_channel_close(kosvmm_channel *channel);
+
+/* The peer's pid/uid/gid (SO_PEERCRED). */
+Retcode kosvmm_channel_peer_cred(const kosvmm_channel *channel, kosvmm_peer_cred *cred);
+
+/* Sends size bytes of payload only (size may be 0; payload may be RTL_NULL only then).
+ * Blocks while the peer's receive queue is full. Never raises SIGPIPE. */
+Retcode kosvmm_channel_send(kosvmm_channel *channel, const void *payload, rtl_size_t size);
+
+/* Sends handle with rights (its rights AND mask), plus payload as above. mask holds
+ * KOSVMM_RIGHT_READ/WRITE/EXECUTE/TRANSFER bits only; leaving TRANSFER out stops the receiver
+ * from passing the handle on. The sender's handle is unchanged and stays the sender's. */
+Retcode kosvmm_channel_send_handle(kosvmm_channel *channel, Handle handle, rtl_uint32_t mask,
+                                   const void *payload, rtl_size_t size);
+
+/*
+ * Receives one message, blocking until one arrives. The payload is copied to
+ * payload[0..capacity) and its length stored in *size (size may be RTL_NULL). How to tell the
+ * kinds apart: *handle is the received handle (a new handle of this process, to be closed with
+ * KnHandleClose) for a handle message, INVALID_HANDLE for a payload-only one. With handle ==
+ * RTL_NULL the caller accepts payload-only messages: a handle message is then dropped (nothing is
+ * imported, its descriptors closed) and the call fails with rcInvalidOperation.
+ * A message is consumed even when the call fails. Use capacity KOSVMM_CHANNEL_MAX_PAYLOAD to never
+ * see rcInvalidArgument for a long message.
+ */
+Retcode kosvmm_channel_recv(kosvmm_channel *channel, Handle *handle, void *payload, rtl_size_t capacity,
+                            rtl_size_t *size);
+
+/* Listens on name (as in kosvmm_channel_connect). The server socket is close-on-exec. */
+Retcode kosvmm_channel_listen(const char *name, kosvmm_channel_server **server);
+
+/* The simple case: blocks until one peer connects and returns it as a channel the caller owns.
+ * rcInvalidOperation once kosvmm_channel_server_wait has been used on this server. */
+Retcode kosvmm_channel_accept(kosvmm_channel_server *server, kosvmm_channel **peer);
+
+/* What kosvmm_channel_server_wait reports. */
+#define KOSVMM_CHANNEL_EVENT_CONNECTED 1u  /* a new peer: event.peer */
+#define KOSVMM_CHANNEL_EVENT_MESSAGE   2u  /* a message from event.peer: handle, size, payload */
+#define KOSVMM_CHANNEL_EVENT_REJECTED  3u  /* a message from event.peer was dropped; rc says why */
+#define KOSVMM_CHANNEL_EVENT_CLOSED    4u  /* event.peer hung up (or was disconnected) */
+
+typedef struct kosvmm_channel_event {
+    rtl_uint32_t    type;     /* KOSVMM_CHANNEL_EVENT_* */
+    Retcode         rc;       /* REJECTED: as kosvmm_channel_recv would have failed; else rcOk */
+    kosvmm_channel *peer;     /* owned by the server, see kosvmm_channel_server_wait */
+    Handle          handle;   /* MESSAGE: the received handle (caller closes it), or INVALID_HANDLE */
+    rtl_size_t      size;     /* MESSAGE: payload bytes */
+    rtl_uint8_t     payload[KOSVMM_CHANNEL_MAX_PAYLOAD];
+} kosvmm_channel_event;
+
+/*
+ * The asynchronous case: accepts peers and receives from all of them at once through one io_uring
+ * (an accept and one recvmsg per peer always pending), and returns the next event. timeout_ms < 0
+ * waits forever; on timeout the result is rcBusy and *event is untouched. The first call starts
+ * the ring (rcUnimplemented if the kernel refuses io_uring). Peers it accepted are owned by the
+ * server: send to them and read their credentials freely, but do not receive on them or close them
+ * (rcInvalidOperation); kosvmm_channel_server_disconnect ends one. A peer stays valid until the
+ * call after the one that reported its CLOSED event.
+ */
+Retcode kosvmm_channel_server_wait(kosvmm_channel_server *server, int timeout_ms, kosvmm_channel_event *event);
+
+/* Hangs up on a peer owned by the server; its CLOSED event follows from kosvmm_channel_server_wait. */
+Retcode kosvmm_channel_server_disconnect(kosvmm_channel_server *server, kosvmm_channel *peer);
+
+/* Stops listening, closes every peer the server owns (messages not yet reported are dropped, their
+ * descriptors closed) and frees it. Channels returned by kosvmm_channel_accept stay open. */
+Retcode kosvmm_channel_server_close(kosvmm_channel_server *server);
+
+/*
+ * Rights of an MDL handle (KnPmmMdl* in coresrv/vmm/vmm_api.h): the protections it may be mapped
+ * with, bounded by the prot its buffer was created with, and whether it may be sent to another
+ * process. A handle from KnPmmMdlCreate, KnPmmMdlCreateFromBuf or KnPmmMdlCreateFromVm has the
+ * creation prot plus TRANSFER; a clone has its origin's rights; a transferred copy has the
+ * sender's rights AND the send mask. Without WRITE the handle is backed by a read-only file
+ * description, so the kernel refuses writable mappings of it (EXECUTE is enforced by kosvmm only:
+ * Linux lets any readable memfd be mapped executable).
+ */
+#define KOSVMM_RIGHT_READ      0x001u  /* = VMM_FLAG_READ: may be mapped readable */
+#define KOSVMM_RIGHT_WRITE     0x002u  /* = VMM_FLAG_WRITE: may be mapped writable */
+#define KOSVMM_RIGHT_EXECUTE   0x004u  /* = VMM_FLAG_EXECUTE: may be mapped executable */
+#define KOSVMM_RIGHT_TRANSFER  0x100u  /* may be sent to another process */
 
 #ifdef __cplusplus
 }

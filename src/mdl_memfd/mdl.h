@@ -33,13 +33,39 @@ struct kvmm_mdl_export {
 };
 
 /* Describes h for sending, with rights narrowed to h's rights & mask. New fds are made for e.
- * -EINVAL bad handle, -EKEYREVOKED revoked, -EACCES without KVMM_RIGHT_TRANSFER, -EMFILE/-ENOMEM. */
+ * -EINVAL bad handle, -EKEYREVOKED revoked, -EACCES without KVMM_RIGHT_TRANSFER, -EMFILE/-ENOMEM;
+ * -EDQUOT when h already descends from KVMM_MDL_MAX_REVOKE handles (the copy could not carry
+ * h's own revocation word). The buffer fd is a read-only description unless the narrowed rights
+ * hold KVMM_RIGHT_WRITE; every fd is close-on-exec. On failure e is untouched. */
 int kvmm_mdl_export(Handle h, uint32_t mask, struct kvmm_mdl_export *e);
 /* Closes every fd of e and marks them -1. */
 void kvmm_mdl_export_close(struct kvmm_mdl_export *e);
 /* Turns a received description into a handle of this process. Takes ownership of e's fds in all
- * cases (closed on failure). Checks e against the fds (size via fstat, access mode via fcntl):
- * a description claiming more than its fds allow is refused with -EACCES. */
+ * cases (closed on failure; each set to -1 as it is taken). Checks e against the fds (size via
+ * fstat, access mode via fcntl): a description claiming more than its fds allow is refused with
+ * -EACCES, and so is a revocation fd that is not a read-only description. -EINVAL for a malformed
+ * description: h NULL, unknown rights, a window outside the buffer or unaligned, an fd number
+ * given twice, a buffer not sealed against shrink and grow or not of buffer_size, a revocation
+ * page smaller than a page or not sealed against shrink. -EKEYREVOKED when one of its revocation
+ * words is already set. A buffer fd with more access than the rights need is replaced by a
+ * read-only reopen, so the handle never holds more than it may. */
 int kvmm_mdl_import(struct kvmm_mdl_export *e, Handle *h);
+
+/*
+ * Also for the other src/ code and the tests (not part of the public API):
+ */
+
+/* A buffer of size bytes (rounded up to pages) with rights (KVMM_RIGHT_*; READ required),
+ * holding buf_size bytes of buf at buf_offset and zeros elsewhere, as a new handle.
+ * buf_offset + buf_size <= size. -EINVAL for bad arguments (also an unreadable buf). */
+int kvmm_mdl_create(uint64_t size, uint32_t rights, const void *buf, uint64_t buf_size,
+                    uint64_t buf_offset, Handle *h);
+
+/* Revokes h as KnHandleRevoke will once lib/handle_table.c calls kvmm_mdl_revoke_object: marks
+ * the slot revoked and sets h's revocation word, so clones and copies in other processes fail
+ * too. 0, -EINVAL, -EKEYREVOKED (already revoked). */
+int kvmm_mdl_revoke(Handle h);
+/* The handle-table hook: called with the object of a handle that has just been revoked. */
+void kvmm_mdl_revoke_object(void *object);
 
 #endif

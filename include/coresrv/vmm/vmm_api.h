@@ -6,6 +6,7 @@
 #include <rtl/retcode.h>
 #include <vmm/flags.h>
 #include <coresrv/vmm/vmm_types.h>
+#include <handle/handletype.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -106,6 +107,143 @@ Retcode KnVmUnmap(void *addr, rtl_size_t size);
  * Returns rcOk, or rcInvalidArgument when info is RTL_NULL.
  */
 Retcode KnVmQuery(const void *va, VmQueryInfo *info);
+
+/*
+ * MDL buffers: memory several processes map at once, named by handles. KnHandleClose and
+ * KnHandleRevoke (coresrv/handle/handle_api.h) end handles; kosvmm/kosvmm.h has the rights
+ * (KOSVMM_RIGHT_*) and the channels that move handles between processes.
+ *
+ * Linux realisation: a buffer is a memfd, sealed against shrink and grow (no holder can truncate
+ * it under another's mapping), mode 0444, and sealed non-executable (MFD_NOEXEC_SEAL) when it
+ * has no execute right. Every handle holds its own file description of it: read-write when the
+ * handle has write right, read-only otherwise, so the kernel itself refuses a writable mapping
+ * through a read-only handle, even a raw mmap of the descriptor by a process that received it.
+ * The memory is freed when the last handle is closed and the last mapping unmapped, in every
+ * process.
+ *
+ * Creation prot (flags for KnPmmMdlCreateFromVm): READ, READ|WRITE, READ|EXECUTE or
+ * READ|WRITE|EXECUTE. The new handle's rights are that prot plus KOSVMM_RIGHT_TRANSFER.
+ *
+ * Handles: every call given a handle fails, after its own argument checks, with
+ *   rcInvalidArgument  for a value that is not an MDL handle of this process (never issued,
+ *                      closed, forged, or a handle of another kind of object);
+ *   rcHandleRevoked    when the handle was revoked, or any handle it derives from: the origin of
+ *                      a clone, the sender's handle of a transferred copy, in this process or
+ *                      another, transitively.
+ * A handle gives a window of its buffer: all of it, or the part KnPmmMdlClone chose. Offsets and
+ * lengths are relative to that window, page aligned, lengths non-zero, and must lie inside it
+ * (rcInvalidArgument, overflow included).
+ *
+ * Lifetime: neither KnHandleClose nor KnHandleRevoke breaks a mapping made before; it stays valid
+ * until KnVmUnmap. Revocation is enforced by kosvmm: it stops every later call given the handle
+ * or its descendants, but a process that bypasses kosvmm keeps what its descriptors allow.
+ *
+ * Out of resources: rcOutOfMemory (memory, kernel map entries), rcQuotaExceeded (no file
+ * descriptor left under RLIMIT_NOFILE, or no handle slot). Nothing is left allocated then.
+ * rcUnimplemented when /proc is not mounted and a read-only description is needed.
+ */
+
+/*
+ * Creates a zero-filled buffer of size bytes, rounded up to whole pages, and a handle for it.
+ * rcInvalidArgument: handle RTL_NULL, size 0 or too large for a file (above INT64_MAX once
+ * rounded), prot not one of the four allowed.
+ */
+Retcode KnPmmMdlCreate(rtl_size_t size, int prot, Handle *handle);
+
+/*
+ * Turns committed memory into an MDL buffer in place: [va, va + size) must be page aligned, inside
+ * one region, and committed (lazily or fully; touched or not). A new buffer of size bytes gets its
+ * contents, then is mapped over the same addresses with the protection each page had: the
+ * addresses and contents stay, the pages become MDL-backed (KnVmQuery: VMM_PAGE_ATTR_MDL; no
+ * longer LOCKED, LAZY or PINNED), and other processes can map the buffer through the handle.
+ * flags is the buffer's prot, as for KnPmmMdlCreate; it bounds the handle, not these pages, whose
+ * protection was set before the buffer existed. Threads must not write the range during the
+ * call: a write racing with the copy may be lost.
+ * Errors, in the order they are checked:
+ *   rcInvalidArgument   handle RTL_NULL, bad flags, va or size unaligned, size 0, overflow;
+ *   rcResourceNotFound  va is not inside a region allocated by KnVmAllocate;
+ *   rcInvalidArgument   the range runs past the end of that region;
+ *   rcInvalidOperation  a page of the range is reserved, or already MDL-backed;
+ *   rcOutOfMemory       the kernel refused. If it refused part-way through a range whose pages had
+ *                       different protections, the pieces already replaced stay MDL-backed (as
+ *                       KnVmQuery reports, contents intact) and no handle is returned.
+ */
+Retcode KnPmmMdlCreateFromVm(void *va, rtl_size_t size, int flags, Handle *handle);
+
+/*
+ * KnPmmMdlCreate, then copies bufSize bytes from buf to the start of the buffer; the rest reads as
+ * zero. rcInvalidArgument also for bufSize > size, buf RTL_NULL with bufSize > 0, or buf not
+ * readable.
+ */
+Retcode KnPmmMdlCreateFromBuf(rtl_size_t size, int prot, const void *buf, rtl_size_t bufSize,
+                              Handle *handle);
+
+/*
+ * The size in bytes of the handle's window: the whole (page-rounded) buffer for a handle from a
+ * KnPmmMdlCreate* call, the clone's length for a clone. rcInvalidArgument for size RTL_NULL.
+ */
+Retcode KnPmmMdlGetSize(Handle handle, rtl_size_t *size);
+
+/*
+ * Maps [offset, offset + length) of the handle's window with protection prot (READ, READ|WRITE,
+ * READ|EXECUTE or READ|WRITE|EXECUTE) and stores the first byte in *address. hint RTL_NULL lets
+ * the system choose; otherwise hint must be page aligned and is honoured exactly, never replacing
+ * an existing mapping. The mapping is a region: KnVmQuery reports it COMMITTED with
+ * VMM_PAGE_ATTR_MDL, protection prot and regionFlags RESERVE|COMMIT|prot, and it counts in the
+ * statistics' committed bytes. KnVmCommit, KnVmDecommit, KnVmReset and KnVmProtect refuse it with
+ * rcInvalidOperation; KnVmUnmap frees the addresses and the buffer lives on. A buffer may be
+ * mapped any number of times, by any number of processes: all mappings share the same memory.
+ * Errors, in the order they are checked:
+ *   rcInvalidArgument   address RTL_NULL, bad prot, offset or length unaligned, length 0, hint
+ *                       unaligned or hint + length overflowing;
+ *   rcInvalidArgument / rcHandleRevoked  as for every handle;
+ *   rcInvalidArgument   the range is not inside the window;
+ *   rcNoCapability      prot asks for more than the handle's rights;
+ *   rcAlreadyExists     hint overlaps an existing mapping;
+ *   rcOutOfMemory       the kernel refused (an address beyond user space, vm.max_map_count).
+ */
+Retcode KnPmmMdlMap(Handle handle, rtl_size_t offset, rtl_size_t length, void *hint, int prot,
+                    void **address);
+
+/*
+ * A new handle over [offset, offset + length) of origin's window: the same memory, so writes
+ * through either are seen through both. The clone has origin's rights (a clone of a read-only
+ * handle is read-only) and derives from it: revoking origin revokes the clone and its copies in
+ * other processes. A handle derived through KVMM_MDL_MAX_REVOKE (8) clones or transfers cannot be
+ * cloned or transferred again: rcQuotaExceeded.
+ * rcInvalidArgument: clone RTL_NULL, offset or length unaligned, length 0, range outside the window.
+ */
+Retcode KnPmmMdlClone(Handle origin, rtl_size_t offset, rtl_size_t length, Handle *clone);
+
+/* ELF image segments */
+
+/*
+ * Both calls put one ELF image segment into a new MDL buffer and describe it in *seg (seg->h is
+ * the buffer's handle, with the rights in flags plus transfer), so that an initializer such as
+ * Einit can send it to a new process, which maps it at seg->loadAddr. flags is READ, READ|WRITE,
+ * READ|EXECUTE or READ|WRITE|EXECUTE. *seg is written only on success; on failure no handle is
+ * left open. The caller closes seg->h with KnHandleClose once the new process has mapped it.
+ *
+ * KnVmSegInitFromVm: the segment is already in memory: [addr, addr + size), page aligned, a
+ * committed range of one region, becomes the buffer (KnPmmMdlCreateFromVm: the addresses stay
+ * usable and are then backed by it; KnVmUnmap frees them). offset, fileOffset and the build ID
+ * are recorded as 0. Errors: rcInvalidArgument for seg RTL_NULL, addr RTL_NULL or unaligned,
+ * loadAddr unaligned, size 0 or not a page multiple, loadAddr + size overflowing, bad flags; and
+ * those of KnPmmMdlCreateFromVm.
+ */
+Retcode KnVmSegInitFromVm(VmSeg *seg, void *loadAddr, void *addr, rtl_size_t size, int flags);
+
+/*
+ * KnVmSegInitFromBuf: a new zero-filled buffer of size bytes gets bufSize bytes of buf copied at
+ * offset (the in-page offset of p_vaddr, typically); the rest stays zero, which is the .bss.
+ * fileOffset and the build ID are recorded in *seg. Errors: rcInvalidArgument for seg RTL_NULL,
+ * loadAddr unaligned, size 0 or not a page multiple, loadAddr + size overflowing, offset > size,
+ * bufSize > size - offset, buf RTL_NULL with bufSize > 0, buildIdSize > VMM_SEG_BUILD_ID_MAX,
+ * buildId RTL_NULL with buildIdSize > 0, bad flags; rcOutOfMemory when the buffer cannot be made.
+ */
+Retcode KnVmSegInitFromBuf(VmSeg *seg, void *loadAddr, rtl_size_t offset, rtl_size_t size, int flags,
+                           rtl_size_t fileOffset, const void *buildId, rtl_size_t buildIdSize,
+                           const void *buf, rtl_size_t bufSize);
 
 #ifdef __cplusplus
 }

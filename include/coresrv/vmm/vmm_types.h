@@ -2,6 +2,7 @@
 #ifndef KOSVMM_CORESRV_VMM_VMM_TYPES_H
 #define KOSVMM_CORESRV_VMM_VMM_TYPES_H
 
+#include <handle/handletype.h>
 #include <rtl/types.h>
 
 /* VmQueryInfo.state */
@@ -38,5 +39,26 @@ typedef struct VmQueryInfo {
     rtl_uint32_t regionFlags;  /* the flags the region was allocated with; a piece left by a partial
                                   KnVmUnmap loses the guard flag of an edge that was unmapped */
 } VmQueryInfo;
+
+/*
+ * An ELF image segment placed in an MDL buffer, ready to be mapped into a new process (filled by
+ * KnVmSegInitFromVm / KnVmSegInitFromBuf). The loader sends h to the new process, which maps the
+ * buffer at loadAddr with flags. Fields other than h are the segment's description and travel with
+ * it; h is a handle of the process that holds the VmSeg.
+ */
+#define VMM_SEG_BUILD_ID_MAX 64u  /* bytes of build ID a VmSeg holds (GNU build IDs are 20) */
+
+typedef struct VmSeg {
+    Handle        h;            /* the MDL buffer holding the segment's pages */
+    rtl_uint32_t  flags;        /* VMM_FLAG_READ / WRITE / EXECUTE: the buffer's rights and the
+                                   protection the segment is mapped with */
+    void         *loadAddr;     /* page-aligned load address in the new process; RTL_NULL: any */
+    rtl_size_t    size;         /* bytes of the buffer and of the mapping, a page multiple */
+    rtl_size_t    offset;       /* where in the buffer the segment's bytes start (e.g. the in-page
+                                   offset of p_vaddr); 0 for KnVmSegInitFromVm */
+    rtl_size_t    fileOffset;   /* offset of the segment in the ELF image; 0 for KnVmSegInitFromVm */
+    rtl_size_t    buildIdSize;  /* bytes of buildId in use, <= VMM_SEG_BUILD_ID_MAX */
+    rtl_uint8_t   buildId[VMM_SEG_BUILD_ID_MAX]; /* the image's build ID (NT_GNU_BUILD_ID) */
+} VmSeg;
 
 #endif /* KOSVMM_CORESRV_VMM_VMM_TYPES_H */

@@ -1,0 +1,1169 @@
+/* bench_lazy.c — kosvmm-bench-lazy: first-touch cost of lazy KnVmAllocate memory (kernel and userfaultfd engines) against native demand paging, THP and populate, interleaved in one run. */
+#include <coresrv/vmm/vmm_api.h>
+#include <kosvmm/kosvmm.h>
+#include <rtl/retcode_hr.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KIB ((size_t)1 << 10)
+#define MIB ((size_t)1 << 20)
+#define GIB ((size_t)1 << 30)
+#define HUGE_2M (2 * MIB)
+#define MAX_ROUNDS 51
+#define MAX_THREADS 16
+#define MAX_TCOUNTS 8
+#define STRIDE_PAGES 16
+
+/* ---- methods and patterns ---- */
+
+enum method {
+    M_NATIVE,    /* mmap + MADV_NOHUGEPAGE, first touch: the baseline of every ratio */
+    M_THP,       /* mmap aligned to 2 MiB + MADV_HUGEPAGE, first touch */
+    M_POPULATE,  /* mmap + MADV_NOHUGEPAGE + MADV_POPULATE_WRITE, then touch */
+    M_EAGER,     /* KnVmAllocate COMMIT|LOCKED, then touch */
+    M_KERNEL,    /* lazy KnVmAllocate COMMIT, engine kernel */
+    M_UFFD_DEF,  /* lazy, engine uffd, the library's default window and read-ahead */
+    M_UFFD_NORA, /* same, read-ahead off */
+    M_UFFD_W1,   /* engine uffd, window fixed at 1 page, read-ahead off */
+    M_UFFD_W64,
+    M_UFFD_W512,
+    M_COUNT
+};
+
+static const char *const method_name[M_COUNT] = {
+    "native 4K", "native THP", "POPULATE_WRITE+touch", "KnVm COMMIT|LOCKED", "lazy kernel",
+    "lazy uffd default", "lazy uffd no-RA", "lazy uffd win 1", "lazy uffd win 64", "lazy uffd win 512",
+};
+/* Short names for the CSV and the chart key. */
+static const char *const method_key[M_COUNT] = {
+    "native4k", "native_thp", "populate_write", "eager_locked", "lazy_kernel",
+    "uffd_default", "uffd_no_ra", "uffd_win1", "uffd_win64", "uffd_win512",
+};
+
+/* The eager-commit case does not touch, so its rows say what is timed there. */
+static const char *const commit_method_name[M_COUNT] = {
+    [M_THP] = "THP POPULATE_WRITE", [M_POPULATE] = "MADV_POPULATE_WRITE", [M_EAGER] = "KnVmAllocate C|L",
+};
+
+static int is_uffd(int m) { return m >= M_UFFD_DEF; }
+static int is_lazy(int m) { return m >= M_KERNEL; }
+/* Methods whose timed part includes making the memory (populate / eager commit), not only the touching. */
+static int is_prepopulated(int m) { return m == M_POPULATE || m == M_EAGER; }
+
+enum pattern { P_SEQ_W, P_SEQ_R, P_BWD_W, P_STRIDE_W, P_RAND_W, P_SPARSE10_W, P_SPARSE1_W, P_COMMIT, P_COUNT };
+
+static const char *const pattern_name[P_COUNT] = {
+    "seq-fwd write", "seq-fwd read", "seq-bwd write", "stride-16 write",
+    "random-all write", "sparse-10% write", "sparse-1% write", "eager commit, no touch",
+};
+static const char *const pattern_key[P_COUNT] = {
+    "seq_fwd_write", "seq_fwd_read", "seq_bwd_write", "stride16_write",
+    "random_all_write", "sparse10_write", "sparse1_write", "eager_commit",
+};
+
+/* ---- global state ---- */
+
+static size_t page_size;
+static volatile unsigned long sink;     /* keeps read passes from being optimised away */
+static unsigned long long rng_state = 0x9e3779b97f4a7c15ull;
+static int progress_tty;
+static double run_start_ns;
+
+static kosvmm_lazy_config default_cfg;  /* what the library gave at start: defaults or the environment */
+static int uffd_ok;
+static char uffd_reason[256];          /* why uffd rows are n/a, in full for the header */
+static char uffd_reason_short[96];     /* the same for each n/a row */
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* A failing call invalidates the comparison, so the benchmark stops instead of printing a partial table. */
+static void die_rc(const char *what, Retcode rc)
+{
+    fprintf(stderr, "\nkosvmm-bench-lazy: %s failed: " RETCODE_HR_FMT "\n", what, RETCODE_HR_PARAMS(rc));
+    exit(1);
+}
+
+static void die_errno(const char *what)
+{
+    fprintf(stderr, "\nkosvmm-bench-lazy: %s failed: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void get_stats(kosvmm_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    Retcode rc = kosvmm_get_stats(st);
+    if (RC_FAILED(rc))
+        die_rc("kosvmm_get_stats", rc);
+}
+
+static long minflt_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+static unsigned long long xorshift(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* ---- cases: one pattern on one region size and one thread count ---- */
+
+struct chunk {
+    size_t first, count;   /* pages [first, first + count) of the region belong to this thread */
+    uint32_t *idx;         /* random patterns: absolute page indices in touch order */
+    size_t nidx;
+    size_t touched;
+};
+
+struct sample {
+    double ns;             /* wall time of the timed part */
+    double minflt, uffd_faults, filled, readahead, fill_ns, resident, window;
+    double thp_bytes, pinned_bytes;   /* what the eager commit got: huge pages, mlock */
+    int engine_seen;       /* stats.lazy_engine once the lazy region was allocated, -1 for other methods */
+};
+
+struct bcase {
+    int pattern, threads;
+    size_t size, npages, touched;
+    struct chunk chunk[MAX_THREADS];
+    int run[M_COUNT];                      /* method measured in this case */
+    struct sample s[M_COUNT][MAX_ROUNDS];
+};
+
+static struct bcase *cases;
+static int ncases;
+
+/* Splits the region into one contiguous chunk per thread and builds the touch order of the random patterns. */
+static void plan_case(struct bcase *c)
+{
+    c->npages = c->size / page_size;
+    c->touched = 0;
+    for (int t = 0; t < c->threads; t++) {
+        struct chunk *ch = &c->chunk[t];
+        ch->first = c->npages * (size_t)t / (size_t)c->threads;
+        ch->count = c->npages * (size_t)(t + 1) / (size_t)c->threads - ch->first;
+        switch (c->pattern) {
+        case P_STRIDE_W:
+            ch->touched = (ch->count + STRIDE_PAGES - 1) / STRIDE_PAGES;
+            break;
+        case P_RAND_W:
+        case P_SPARSE10_W:
+        case P_SPARSE1_W: {
+            /* Fisher-Yates over the chunk, truncated for the sparse patterns: distinct pages, random order. */
+            ch->idx = malloc(ch->count * sizeof *ch->idx);
+            if (!ch->idx)
+                die_errno("malloc");
+            for (size_t i = 0; i < ch->count; i++)
+                ch->idx[i] = (uint32_t)(ch->first + i);
+            for (size_t i = ch->count - 1; i > 0; i--) {
+                size_t j = (size_t)(xorshift() % (i + 1));
+                uint32_t tmp = ch->idx[i];
+                ch->idx[i] = ch->idx[j];
+                ch->idx[j] = tmp;
+            }
+            size_t k = ch->count;
+            if (c->pattern == P_SPARSE10_W)
+                k = (ch->count + 5) / 10;
+            else if (c->pattern == P_SPARSE1_W)
+                k = (ch->count + 50) / 100;
+            ch->nidx = k ? k : 1;
+            ch->touched = ch->nidx;
+            break;
+        }
+        case P_COMMIT:
+            ch->touched = 0;
+            break;
+        default:
+            ch->touched = ch->count;
+            break;
+        }
+        c->touched += ch->touched;
+    }
+}
+
+/* The touching loop: one word per touched page, so the cost is the fault, not the memory traffic. */
+static void touch_chunk(char *base, const struct chunk *ch, int pattern)
+{
+    const size_t ps = page_size;
+    unsigned long sum = 0;
+    switch (pattern) {
+    case P_SEQ_W:
+        for (size_t i = ch->first; i < ch->first + ch->count; i++)
+            *(volatile unsigned long *)(base + i * ps) = i + 1;
+        break;
+    case P_SEQ_R:
+        for (size_t i = ch->first; i < ch->first + ch->count; i++)
+            sum += *(volatile unsigned long *)(base + i * ps);
+        break;
+    case P_BWD_W:
+        for (size_t i = ch->first + ch->count; i-- > ch->first;)
+            *(volatile unsigned long *)(base + i * ps) = i + 1;
+        break;
+    case P_STRIDE_W:
+        for (size_t i = ch->first; i < ch->first + ch->count; i += STRIDE_PAGES)
+            *(volatile unsigned long *)(base + i * ps) = i + 1;
+        break;
+    case P_RAND_W:
+    case P_SPARSE10_W:
+    case P_SPARSE1_W:
+        for (size_t j = 0; j < ch->nidx; j++)
+            *(volatile unsigned long *)(base + (size_t)ch->idx[j] * ps) = j + 1;
+        break;
+    default:
+        break;
+    }
+    /* Fresh memory must read as zero whatever engine produced it: a free correctness check of the read pass. */
+    if (sum != 0) {
+        fprintf(stderr, "\nkosvmm-bench-lazy: a first-touch read returned non-zero memory\n");
+        exit(1);
+    }
+    sink += sum;
+}
+
+/* ---- allocation per method ---- */
+
+struct region {
+    char *base;            /* first byte the pattern uses */
+    void *map;             /* what to unmap (native) */
+    size_t map_len;
+    int kosvmm;
+};
+
+static void set_lazy_config_for(int m)
+{
+    kosvmm_lazy_config cfg = default_cfg;
+    switch (m) {
+    case M_KERNEL:
+        cfg.engine = KOSVMM_ENGINE_KERNEL;
+        break;
+    case M_UFFD_DEF:
+        cfg.engine = KOSVMM_ENGINE_UFFD;
+        break;
+    case M_UFFD_NORA:
+        cfg.engine = KOSVMM_ENGINE_UFFD;
+        cfg.readahead = 0;
+        break;
+    case M_UFFD_W1:
+    case M_UFFD_W64:
+    case M_UFFD_W512:
+        cfg.engine = KOSVMM_ENGINE_UFFD;
+        cfg.window_min = cfg.window_max = m == M_UFFD_W1 ? 1 : m == M_UFFD_W64 ? 64 : 512;
+        cfg.readahead = 0;   /* the fixed-window rows isolate the window: no fill ahead of the stream */
+        break;
+    default:
+        return;
+    }
+    Retcode rc = kosvmm_set_lazy_config(&cfg);
+    if (RC_FAILED(rc))
+        die_rc("kosvmm_set_lazy_config", rc);
+}
+
+static void *native_map(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        die_errno("mmap");
+    return p;
+}
+
+/* Everything a method does before its timed part. The populate methods do nothing here: making the memory
+ * is what they are timed for. */
+static void region_prepare(int m, size_t size, struct region *r)
+{
+    memset(r, 0, sizeof *r);
+    switch (m) {
+    case M_NATIVE:
+        r->map = r->base = native_map(size);
+        r->map_len = size;
+        if (madvise(r->base, size, MADV_NOHUGEPAGE) != 0)
+            die_errno("madvise(MADV_NOHUGEPAGE)");
+        break;
+    case M_THP: {
+        /* Over-allocate by 2 MiB so the used part starts on a huge-page boundary. */
+        r->map_len = size + HUGE_2M;
+        r->map = native_map(r->map_len);
+        r->base = (char *)(((uintptr_t)r->map + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+        if (madvise(r->base, size, MADV_HUGEPAGE) != 0)
+            die_errno("madvise(MADV_HUGEPAGE)");
+        break;
+    }
+    case M_POPULATE:
+    case M_EAGER:
+        break;
+    default:
+        set_lazy_config_for(m);
+        r->base = KnVmAllocate(RTL_NULL, size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
+        if (r->base == RTL_NULL)
+            die_rc("KnVmAllocate(COMMIT)", kosvmm_last_error());
+        r->kosvmm = 1;
+        break;
+    }
+}
+
+/* The timed making of memory for the populate methods; the pattern case uses M_THP here too, as the THP
+ * reference for the eager-commit case. */
+static void region_populate(int m, size_t size, struct region *r)
+{
+    switch (m) {
+    case M_POPULATE:
+        r->map = r->base = native_map(size);
+        r->map_len = size;
+        if (madvise(r->base, size, MADV_NOHUGEPAGE) != 0 || madvise(r->base, size, MADV_POPULATE_WRITE) != 0)
+            die_errno("madvise(MADV_POPULATE_WRITE)");
+        break;
+    case M_THP:
+        r->map_len = size + HUGE_2M;
+        r->map = native_map(r->map_len);
+        r->base = (char *)(((uintptr_t)r->map + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+        if (madvise(r->base, size, MADV_HUGEPAGE) != 0 || madvise(r->base, size, MADV_POPULATE_WRITE) != 0)
+            die_errno("madvise(MADV_HUGEPAGE+MADV_POPULATE_WRITE)");
+        break;
+    case M_EAGER:
+        r->base = KnVmAllocate(RTL_NULL, size,
+                               VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | VMM_FLAG_READ | VMM_FLAG_WRITE);
+        if (r->base == RTL_NULL)
+            die_rc("KnVmAllocate(COMMIT|LOCKED)", kosvmm_last_error());
+        r->kosvmm = 1;
+        break;
+    default:
+        break;
+    }
+}
+
+static void region_release(struct region *r, size_t size)
+{
+    if (r->kosvmm) {
+        Retcode rc = KnVmUnmap(r->base, size);
+        if (RC_FAILED(rc))
+            die_rc("KnVmUnmap", rc);
+    } else if (r->map && munmap(r->map, r->map_len) != 0) {
+        die_errno("munmap");
+    }
+}
+
+static size_t resident_pages(const char *base, size_t size)
+{
+    size_t n = size / page_size, res = 0;
+    unsigned char *vec = malloc(n);
+    if (!vec)
+        die_errno("malloc");
+    if (mincore((void *)base, size, vec) != 0)
+        die_errno("mincore");
+    for (size_t i = 0; i < n; i++)
+        res += vec[i] & 1;
+    free(vec);
+    return res;
+}
+
+/* ---- one measurement ---- */
+
+struct worker {
+    pthread_t tid;
+    pthread_barrier_t *ready, *go;
+    char *volatile *base;   /* published by the main thread before "go" (populate methods allocate late) */
+    const struct chunk *ch;
+    int pattern;
+    double t_start, t_end;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    pthread_barrier_wait(w->ready);
+    pthread_barrier_wait(w->go);
+    w->t_start = now_ns();
+    touch_chunk(*w->base, w->ch, w->pattern);
+    w->t_end = now_ns();
+    return NULL;
+}
+
+static void measure(struct bcase *c, int m, struct sample *s)
+{
+    struct region r;
+    struct worker w[MAX_THREADS];
+    pthread_barrier_t ready, go;
+    char *volatile base = NULL;
+    kosvmm_stats st0, st1;
+    int mt = c->threads > 1;
+
+    region_prepare(m, c->size, &r);
+    base = r.base;
+    if (r.kosvmm && is_lazy(m)) {
+        get_stats(&st0);
+        s->engine_seen = (int)st0.lazy_engine;
+    } else {
+        s->engine_seen = -1;
+    }
+
+    /* Workers are created and parked before the clock starts, and they stamp their own start and end, so
+     * neither thread creation nor the cross-vCPU wake-up of the barrier is in the figure. */
+    if (mt) {
+        pthread_barrier_init(&ready, NULL, (unsigned)c->threads + 1);
+        pthread_barrier_init(&go, NULL, (unsigned)c->threads + 1);
+        for (int t = 0; t < c->threads; t++) {
+            w[t] = (struct worker){.ready = &ready, .go = &go, .base = &base, .ch = &c->chunk[t],
+                                   .pattern = c->pattern};
+            if (pthread_create(&w[t].tid, NULL, worker_main, &w[t]) != 0)
+                die_errno("pthread_create");
+        }
+        pthread_barrier_wait(&ready);
+    }
+
+    get_stats(&st0);
+    long flt0 = minflt_now();
+    double t0 = now_ns(), t_end;
+    if (is_prepopulated(m) || c->pattern == P_COMMIT) {
+        region_populate(m, c->size, &r);
+        base = r.base;
+    }
+    double t_first = t0;
+    if (mt) {
+        pthread_barrier_wait(&go);
+        double first = 0, last = 0;
+        for (int t = 0; t < c->threads; t++) {
+            pthread_join(w[t].tid, NULL);
+            if (t == 0 || w[t].t_start < first)
+                first = w[t].t_start;
+            if (t == 0 || w[t].t_end > last)
+                last = w[t].t_end;
+        }
+        pthread_barrier_destroy(&ready);
+        pthread_barrier_destroy(&go);
+        t_end = last;
+        if (!is_prepopulated(m))
+            t_first = first;
+    } else {
+        if (c->pattern != P_COMMIT)
+            touch_chunk(base, &c->chunk[0], c->pattern);
+        t_end = now_ns();
+    }
+    long flt1 = minflt_now();
+    get_stats(&st1);
+
+    s->ns = t_end - t_first;
+    s->minflt = (double)(flt1 - flt0);
+    s->uffd_faults = (double)(st1.uffd_faults - st0.uffd_faults);
+    s->filled = (double)(st1.uffd_pages_filled - st0.uffd_pages_filled);
+    s->readahead = (double)(st1.uffd_readahead_pages - st0.uffd_readahead_pages);
+    s->fill_ns = (double)(st1.uffd_fill_ns - st0.uffd_fill_ns);
+    s->window = is_uffd(m) ? (double)st1.lazy_window : 0;
+    s->thp_bytes = (double)st1.thp_bytes - (double)st0.thp_bytes;
+    s->pinned_bytes = (double)st1.pinned_bytes - (double)st0.pinned_bytes;
+    s->resident = (double)resident_pages(base, c->size);
+    region_release(&r, c->size);
+}
+
+/* ---- statistics and formatting ---- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    double s[MAX_ROUNDS];
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* Median of one field over the rounds; the field is picked by its offset so each column needs no copy loop. */
+static double med_field(const struct sample *s, int rounds, size_t off)
+{
+    double v[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++)
+        v[r] = *(const double *)((const char *)&s[r] + off);
+    return median(v, rounds);
+}
+
+#define MED(s, rounds, field) med_field((s), (rounds), offsetof(struct sample, field))
+
+struct summary {
+    int valid;
+    double ns_page, ns_min, ns_max;    /* per touched page (per committed page for the commit case) */
+    double ratio, ratio_min, ratio_max; /* against the case's baseline, median and per-round range */
+    double minflt, uffd_faults, filled, readahead, fill_ns, resident, window, thp_bytes, pinned_bytes;
+};
+
+static int baseline_of(const struct bcase *c) { return c->pattern == P_COMMIT ? M_POPULATE : M_NATIVE; }
+
+static size_t per_page_divisor(const struct bcase *c) { return c->pattern == P_COMMIT ? c->npages : c->touched; }
+
+static void summarize(const struct bcase *c, int m, int rounds, struct summary *out)
+{
+    const struct sample *s = c->s[m], *b = c->s[baseline_of(c)];
+    double div = (double)per_page_divisor(c);
+    memset(out, 0, sizeof *out);
+    if (!c->run[m])
+        return;
+    out->valid = 1;
+    double v[MAX_ROUNDS] = {0};
+    for (int r = 0; r < rounds; r++)
+        v[r] = s[r].ns / div;
+    out->ns_page = median(v, rounds);
+    out->ns_min = out->ns_max = v[0];
+    for (int r = 1; r < rounds; r++) {
+        out->ns_min = v[r] < out->ns_min ? v[r] : out->ns_min;
+        out->ns_max = v[r] > out->ns_max ? v[r] : out->ns_max;
+    }
+    double base_med = MED(b, rounds, ns) / div;
+    out->ratio = out->ns_page / base_med;
+    for (int r = 0; r < rounds; r++) {
+        double q = s[r].ns / b[r].ns;
+        if (r == 0 || q < out->ratio_min)
+            out->ratio_min = q;
+        if (r == 0 || q > out->ratio_max)
+            out->ratio_max = q;
+    }
+    out->minflt = MED(s, rounds, minflt);
+    out->uffd_faults = MED(s, rounds, uffd_faults);
+    out->filled = MED(s, rounds, filled);
+    out->readahead = MED(s, rounds, readahead);
+    out->fill_ns = MED(s, rounds, fill_ns);
+    out->resident = MED(s, rounds, resident);
+    out->window = MED(s, rounds, window);
+    out->thp_bytes = MED(s, rounds, thp_bytes);
+    out->pinned_bytes = MED(s, rounds, pinned_bytes);
+}
+
+static const char *fmt_size(size_t size, char *buf, size_t len)
+{
+    if (size >= GIB && size % GIB == 0)
+        snprintf(buf, len, "%zu GiB", size / GIB);
+    else if (size >= MIB && size % MIB == 0)
+        snprintf(buf, len, "%zu MiB", size / MIB);
+    else
+        snprintf(buf, len, "%zu KiB", size / KIB);
+    return buf;
+}
+
+static const char *fmt_ns(double ns, char *buf, size_t len)
+{
+    if (ns < 10000)
+        snprintf(buf, len, "%.0f", ns);
+    else if (ns < 1e7)
+        snprintf(buf, len, "%.0fk", ns / 1e3);
+    else
+        snprintf(buf, len, "%.0fM", ns / 1e6);
+    return buf;
+}
+
+static const char *fmt_elapsed(double ns, char *buf, size_t len)
+{
+    long s = (long)(ns / 1e9);
+    snprintf(buf, len, "%ldm%02lds", s / 60, s % 60);
+    return buf;
+}
+
+static void case_title(const struct bcase *c, char *buf, size_t len)
+{
+    char sz[32];
+    fmt_size(c->size, sz, sizeof sz);
+    if (c->pattern == P_COMMIT)
+        snprintf(buf, len, "%s %s (%zu pages)", pattern_name[c->pattern], sz, c->npages);
+    else
+        snprintf(buf, len, "%s, %s (%zu pages, %zu touched), %d thread%s", pattern_name[c->pattern], sz, c->npages,
+                 c->touched, c->threads, c->threads == 1 ? "" : "s");
+}
+
+static int uffd_na(int m) { return is_uffd(m) && !uffd_ok; }
+
+static void print_case(const struct bcase *c, int rounds, FILE *csv)
+{
+    char title[160];
+    case_title(c, title, sizeof title);
+    printf("\n== %s\n", title);
+    printf("  %-22s %8s %15s %7s %8s %8s %8s %8s %9s %7s\n", "method",
+           c->pattern == P_COMMIT ? "ns/page" : "ns/touch", "round min..max", "ratio", "minflt", "uffd flt",
+           "filled", "ahead", "resident", "res/tch");
+    for (int m = 0; m < M_COUNT; m++) {
+        if (!c->run[m] && !uffd_na(m))
+            continue;
+        if (c->pattern == P_COMMIT && uffd_na(m))
+            continue;
+        if (!c->run[m]) {
+            printf("  %-22s n/a (engine unavailable: %s)\n", method_name[m], uffd_reason_short);
+            if (csv)
+                fprintf(csv, "%s,%zu,%d,%s,%zu,%d,,,,,,,,,,,,,,,\"n/a (engine unavailable: %s)\"\n",
+                        pattern_key[c->pattern], c->size, c->threads, method_key[m], c->touched, rounds, uffd_reason);
+            continue;
+        }
+        struct summary s;
+        summarize(c, m, rounds, &s);
+        char a[32], b[32], d[32], range[80], ratio[32], uf[32], fl[32], ra[32], rt[32];
+        snprintf(range, sizeof range, "%s..%s", fmt_ns(s.ns_min, a, sizeof a), fmt_ns(s.ns_max, b, sizeof b));
+        snprintf(ratio, sizeof ratio, "%.2fx", s.ratio);
+        if (is_uffd(m)) {
+            snprintf(uf, sizeof uf, "%.0f", s.uffd_faults);
+            snprintf(fl, sizeof fl, "%.0f", s.filled);
+            snprintf(ra, sizeof ra, "%.0f", s.readahead);
+        } else {
+            snprintf(uf, sizeof uf, "-");
+            snprintf(fl, sizeof fl, "-");
+            snprintf(ra, sizeof ra, "-");
+        }
+        if (c->touched)
+            snprintf(rt, sizeof rt, "%.2f", s.resident / (double)c->touched);
+        else
+            snprintf(rt, sizeof rt, "-");
+        /* A uffd row whose handler served nothing, or whose regions got the kernel engine, measured kernel demand
+         * paging under another name, and must say so. */
+        int kernel_seen = 0;
+        for (int r = 0; r < rounds; r++)
+            kernel_seen |= is_uffd(m) && c->s[m][r].engine_seen != (int)KOSVMM_ENGINE_UFFD;
+        const char *warn = kernel_seen                                     ? "  !kernel engine"
+                           : is_uffd(m) && s.uffd_faults == 0 && c->touched ? "  !no uffd faults"
+                                                                           : "";
+        printf("  %-22s %8s %15s %7s %8.0f %8s %8s %8s %9.0f %7s%s\n",
+               c->pattern == P_COMMIT ? commit_method_name[m] : method_name[m],
+               fmt_ns(s.ns_page, d, sizeof d), range, ratio, s.minflt, uf, fl, ra, s.resident, rt, warn);
+        if (csv)
+            fprintf(csv, "%s,%zu,%d,%s,%zu,%d,%.1f,%.1f,%.1f,%.4f,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.4f,%.0f,%s\n",
+                    pattern_key[c->pattern], c->size, c->threads, method_key[m], c->touched, rounds, s.ns_page,
+                    s.ns_min, s.ns_max, s.ratio, s.ratio_min, s.ratio_max, s.minflt, s.uffd_faults, s.filled,
+                    s.readahead, s.fill_ns, s.resident, c->touched ? s.resident / (double)c->touched : 0.0, s.window,
+                    kernel_seen ? "kernel_engine" : *warn ? "no_uffd_faults" : "ok");
+    }
+    if (c->pattern == P_COMMIT && c->run[M_EAGER]) {
+        struct summary s;
+        summarize(c, M_EAGER, rounds, &s);
+        printf("  KnVmAllocate COMMIT|LOCKED got: %.0f MiB in transparent huge pages (thp_bytes), %.0f MiB pinned\n",
+               s.thp_bytes / (double)MIB, s.pinned_bytes / (double)MIB);
+    }
+}
+
+/* ---- progress ---- */
+
+static void progress(int round, int rounds, int done, int total, const struct bcase *c, int m)
+{
+    char el[32], eta[48] = "";
+    double elapsed = now_ns() - run_start_ns;
+    if (done > 0) {
+        char e[32];
+        snprintf(eta, sizeof eta, ", ~%s left", fmt_elapsed(elapsed / done * (total - done), e, sizeof e));
+    }
+    fmt_elapsed(elapsed, el, sizeof el);
+    if (progress_tty) {
+        /* Short enough for an 80-column terminal, or the carriage return would not rewrite it. */
+        char sz[32];
+        fprintf(stderr, "\r\033[Kround %d/%d, %d/%d: %s %s x%d, %s [%s%s]", round + 1, rounds, done + 1, total,
+                pattern_name[c->pattern], fmt_size(c->size, sz, sizeof sz), c->threads, method_name[m], el, eta);
+    } else if (done % (total / rounds) == 0) {
+        fprintf(stderr, "kosvmm-bench-lazy: round %d/%d [%s%s]\n", round + 1, rounds, el, eta);
+    }
+}
+
+/* ---- uffd availability ---- */
+
+static void read_line(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    snprintf(buf, len, "unknown");
+    if (f) {
+        if (fgets(buf, (int)len, f))
+            buf[strcspn(buf, "\n")] = '\0';
+        fclose(f);
+    }
+}
+
+/* Asks for the uffd engine and touches a small lazy region: only faults actually served by the handler prove
+ * that uffd rows will measure uffd and not kernel demand paging under another name. */
+static void probe_uffd(void)
+{
+    kosvmm_lazy_config cfg = default_cfg;
+    kosvmm_stats st0, st1;
+    size_t size = 64 * page_size;
+    cfg.engine = KOSVMM_ENGINE_UFFD;
+    Retcode rc = kosvmm_set_lazy_config(&cfg);
+    if (RC_FAILED(rc))
+        die_rc("kosvmm_set_lazy_config", rc);
+    get_stats(&st0);
+    char *p = KnVmAllocate(RTL_NULL, size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
+    if (p == RTL_NULL)
+        die_rc("KnVmAllocate(COMMIT)", kosvmm_last_error());
+    for (size_t i = 0; i < size; i += page_size)
+        p[i] = 1;
+    get_stats(&st1);
+    rc = KnVmUnmap(p, size);
+    if (RC_FAILED(rc))
+        die_rc("KnVmUnmap", rc);
+    rc = kosvmm_set_lazy_config(&default_cfg);
+    if (RC_FAILED(rc))
+        die_rc("kosvmm_set_lazy_config", rc);
+
+    if (st1.lazy_engine == KOSVMM_ENGINE_UFFD && st1.uffd_faults > st0.uffd_faults) {
+        uffd_ok = 1;
+        return;
+    }
+    char unpriv[32];
+    const char *env = getenv("KOSVMM_ENGINE");
+    read_line("/proc/sys/vm/unprivileged_userfaultfd", unpriv, sizeof unpriv);
+    if (st1.lazy_engine == KOSVMM_ENGINE_UFFD) {
+        snprintf(uffd_reason, sizeof uffd_reason,
+                 "lazy_engine says uffd but the handler served no fault; this build has no working engine");
+        snprintf(uffd_reason_short, sizeof uffd_reason_short, "handler served no fault");
+    } else {
+        int dev = access("/dev/userfaultfd", R_OK | W_OK) == 0;
+        snprintf(uffd_reason, sizeof uffd_reason,
+                 "lazy commits get the kernel engine: euid %d, vm.unprivileged_userfaultfd=%s, /dev/userfaultfd %s%s%s%s",
+                 (int)geteuid(), unpriv, dev ? "usable" : "not usable", env ? ", KOSVMM_ENGINE=" : "", env ? env : "",
+                 geteuid() != 0 && !dev && strcmp(unpriv, "0") == 0 && !default_cfg.user_mode_only
+                     ? "; KOSVMM_UFFD_USER_MODE_ONLY=1 would allow it unprivileged" : "");
+        snprintf(uffd_reason_short, sizeof uffd_reason_short, "no usable userfaultfd, see header");
+    }
+}
+
+/* ---- chart ---- */
+
+static int gnuplot_on_path(void)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+    if (!path)
+        return 0;
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        snprintf(buf, sizeof buf, "%.*s/gnuplot", (int)n, path);
+        if (n && access(buf, X_OK) == 0)
+            return 1;
+        path += n + (path[n] == ':');
+    }
+    return 0;
+}
+
+/* One panel per thread count, the touch patterns as groups and one bar per method: time per touched page as a
+ * ratio to native 4 KiB demand paging of the same pattern and threads. Log scale, because populate on a sparse
+ * pattern is 100x while a good fault-around is below 1x. */
+static int draw_chart(const char *png, int rounds, const int *tcounts, int ntc, const char *subtitle)
+{
+    FILE *g = popen("gnuplot", "w");
+    if (!g)
+        return -1;
+    static const int chart_methods[] = {M_THP, M_POPULATE, M_EAGER, M_KERNEL, M_UFFD_DEF,
+                                        M_UFFD_NORA, M_UFFD_W1, M_UFFD_W64, M_UFFD_W512};
+    static const char *const colours[] = {"#9e9e9e", "#f4a582", "#d6604d", "#4d4d4d", "#1a9850",
+                                          "#91cf60", "#2166ac", "#67a9cf", "#b2abd2"};
+    const int nm = (int)(sizeof chart_methods / sizeof chart_methods[0]);
+    /* One y range, whole decades, for every panel, so that bars of different panels compare by eye. */
+    double lo = 1, hi = 1;
+    for (int i = 0; i < ncases; i++)
+        for (int k = 0; k < nm; k++) {
+            struct summary s;
+            if (cases[i].pattern == P_COMMIT)
+                continue;
+            summarize(&cases[i], chart_methods[k], rounds, &s);
+            if (s.valid && s.ratio > 0) {
+                lo = s.ratio < lo ? s.ratio : lo;
+                hi = s.ratio > hi ? s.ratio : hi;
+            }
+        }
+    double dlo = 1, dhi = 1;
+    while (dlo > lo)
+        dlo /= 10;
+    while (dhi < hi)
+        dhi *= 10;
+    int width = 1500, height = 360 * ntc + 160;
+    fprintf(g, "set terminal pngcairo size %d,%d font 'DejaVu Sans,11' noenhanced\n", width, height);
+    fprintf(g, "set output '%s'\n", png);
+    for (int t = 0; t < ntc; t++) {
+        fprintf(g, "$d%d << EOD\n", t);
+        for (int p = 0; p < P_COMMIT; p++) {
+            const struct bcase *c = NULL;
+            for (int i = 0; i < ncases; i++)
+                if (cases[i].pattern == p && cases[i].threads == tcounts[t])
+                    c = &cases[i];
+            fprintf(g, "\"%s\"", pattern_name[p]);
+            for (int k = 0; k < nm; k++) {
+                struct summary s = {0};
+                if (c)
+                    summarize(c, chart_methods[k], rounds, &s);
+                if (s.valid)
+                    fprintf(g, " %.5f", s.ratio);
+                else
+                    fprintf(g, " NaN");
+            }
+            fprintf(g, "\n");
+        }
+        fprintf(g, "EOD\n");
+    }
+    fprintf(g, "set multiplot layout %d,1 title \"kosvmm-bench-lazy: time per touched page / native 4 KiB demand "
+               "paging (same pattern, same threads), lower is better\\n%s\" font ',13'\n", ntc, subtitle);
+    fprintf(g, "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.9 border -1\n"
+               "set boxwidth 0.9\nset logscale y\nset yrange [%g:%g]\nset grid ytics mytics\n"
+               "set ytics ('0.01x' 0.01, '0.03x' 0.03, '0.1x' 0.1, '0.3x' 0.3, '1x' 1, '3x' 3, '10x' 10, "
+               "'30x' 30, '100x' 100, '300x' 300, '1000x' 1000)\n"
+               "set ylabel 'ratio to native 4 KiB (log)'\nset key outside right top vertical\n"
+               "set xtics nomirror\n", dlo, dhi);
+    for (int t = 0; t < ntc; t++) {
+        fprintf(g, "set title '%d thread%s, median of %d round%s'\n", tcounts[t], tcounts[t] == 1 ? "" : "s", rounds,
+                rounds == 1 ? "" : "s");
+        fprintf(g, "set xlabel '%s'\n", t == ntc - 1 ? "access pattern (one word written, or read, per touched page)" : "");
+        fprintf(g, "plot ");
+        /* gnuplot refuses a histogram column without a single number: the uffd columns when it is unavailable. */
+        for (int k = 0; k < nm; k++) {
+            int any = 0;
+            for (int i = 0; i < ncases; i++)
+                any |= cases[i].threads == tcounts[t] && cases[i].pattern != P_COMMIT && cases[i].run[chart_methods[k]];
+            if (any)
+                fprintf(g, "$d%d using %d:xtic(1) title '%s' lc rgb '%s', ", t, k + 2, method_name[chart_methods[k]],
+                        colours[k]);
+        }
+        fprintf(g, "1 with lines dt 2 lw 2 lc rgb 'black' title 'native 4K = 1x'\n");
+    }
+    fprintf(g, "unset multiplot\n");
+    return pclose(g) == 0 ? 0 : -1;
+}
+
+/* ---- targets ---- */
+
+static const struct bcase *find_case(int pattern, int threads)
+{
+    for (int i = 0; i < ncases; i++)
+        if (cases[i].pattern == pattern && cases[i].threads == threads)
+            return &cases[i];
+    return NULL;
+}
+
+static void print_targets(int rounds, const int *tcounts, int ntc, size_t seq_size, size_t commit_size)
+{
+    char sz[32], csz[32];
+    fmt_size(seq_size, sz, sizeof sz);
+    fmt_size(commit_size, csz, sizeof csz);
+    const char *seq_note = seq_size == GIB ? "" : " [not the 1 GiB target size]";
+    const char *commit_note = commit_size == GIB ? "" : " [not the 1 GiB target size]";
+    printf("\nTargets (issue 3), ratios measured in this run; median (per-round min..max):\n");
+    for (int t = 0; t < ntc; t++) {
+        const struct bcase *c = find_case(P_SEQ_W, tcounts[t]);
+        if (!c)
+            continue;
+        if (!uffd_ok) {
+            printf("  NOT MEASURED  sequential first-touch write %s, default uffd, %d thread%s: <= 0.75x native 4K: "
+                   "engine unavailable (%s)%s\n", sz, tcounts[t], tcounts[t] == 1 ? "" : "s", uffd_reason, seq_note);
+            continue;
+        }
+        struct summary s;
+        summarize(c, M_UFFD_DEF, rounds, &s);
+        printf("  %-12s  sequential first-touch write %s, default uffd, %d thread%s unpinned: %.2fx (%.2fx..%.2fx) "
+               "native 4K, target <= 0.75x%s\n", s.ratio <= 0.75 ? "PASS" : "MISS", sz, tcounts[t],
+               tcounts[t] == 1 ? "" : "s", s.ratio, s.ratio_min, s.ratio_max, seq_note);
+    }
+    for (int t = 0; t < ntc; t++) {
+        const struct bcase *c = find_case(P_SPARSE10_W, tcounts[t]);
+        if (!c)
+            continue;
+        if (!uffd_ok) {
+            printf("  NOT MEASURED  random-sparse 10%%, default uffd, %d thread%s: resident <= 1.5x touched and "
+                   "<= 3x native 4K: engine unavailable (%s)\n", tcounts[t], tcounts[t] == 1 ? "" : "s", uffd_reason);
+            continue;
+        }
+        struct summary s;
+        summarize(c, M_UFFD_DEF, rounds, &s);
+        double res = s.resident / (double)c->touched;
+        int pass = res <= 1.5 && s.ratio <= 3.0;
+        printf("  %-12s  random-sparse 10%%, default uffd, %d thread%s: resident %.2fx touched (target <= 1.5x), "
+               "time %.2fx (%.2fx..%.2fx) native 4K (target <= 3x)\n", pass ? "PASS" : "MISS", tcounts[t],
+               tcounts[t] == 1 ? "" : "s", res, s.ratio, s.ratio_min, s.ratio_max);
+    }
+    const struct bcase *c = find_case(P_COMMIT, 1);
+    if (c) {
+        struct summary s;
+        summarize(c, M_EAGER, rounds, &s);
+        printf("  %-12s  eager commit %s (KnVmAllocate COMMIT|LOCKED, no touch, unmap excluded): %.2fx "
+               "(%.2fx..%.2fx) MADV_POPULATE_WRITE on 4 KiB pages, target <= 0.7x%s\n",
+               s.ratio <= 0.7 ? "PASS" : "MISS", csz, s.ratio, s.ratio_min, s.ratio_max, commit_note);
+    }
+}
+
+/* ---- main ---- */
+
+static size_t parse_size(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    size_t mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = KIB; end++; break;
+    case 'm': case 'M': mult = MIB; end++; break;
+    case 'g': case 'G': mult = GIB; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'I')
+        end++;
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end || v <= 0)
+        return 0;
+    return (size_t)(v * (double)mult);
+}
+
+static int parse_threads(const char *s, int *out)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > MAX_THREADS || n == MAX_TCOUNTS)
+            return 0;
+        out[n++] = (int)v;
+        s = end + (*end == ',');
+        if (*end && *end != ',')
+            return 0;
+    }
+    return n;
+}
+
+static long meminfo_kib(const char *key)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long kib = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, strlen(key)) == 0 && sscanf(line + strlen(key), "%ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kosvmm-bench-lazy [--size N] [--other-size N] [--commit-size N] [--rounds N] [--threads LIST]\n"
+            "                         [--quick] [--csv FILE] [--png FILE | --no-png]\n"
+            "  --size N          region of the sequential forward write, the headline case (default 1G;\n"
+            "                    suffixes K, M, G)\n"
+            "  --other-size N    region of every other pattern (default 256M)\n"
+            "  --commit-size N   eager commit case, no touch (default 1G)\n"
+            "  --rounds N        interleaved rounds; every row is a median over them (default 5, at most %d)\n"
+            "  --threads LIST    thread counts, comma separated (default 1,2,4; at most %d threads)\n"
+            "  --quick           8 MiB regions, 1 round, threads 1,2: a smoke test of a few seconds\n"
+            "  --csv FILE        CSV of every row (default kosvmm-bench-lazy.csv)\n"
+            "  --png FILE        chart, drawn when gnuplot is on PATH (default kosvmm-bench-lazy.png)\n"
+            "  --no-png          no chart\n",
+            MAX_ROUNDS, MAX_THREADS);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"size", required_argument, NULL, 's'}, {"other-size", required_argument, NULL, 'R'},
+        {"commit-size", required_argument, NULL, 'C'}, {"rounds", required_argument, NULL, 'r'},
+        {"threads", required_argument, NULL, 't'}, {"quick", no_argument, NULL, 'q'},
+        {"csv", required_argument, NULL, 'c'}, {"png", required_argument, NULL, 'p'},
+        {"no-png", no_argument, NULL, 'n'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    size_t seq_size = 0, rand_size = 0, commit_size = 0;
+    int rounds = 0, quick = 0, no_png = 0, c, tcounts[MAX_TCOUNTS], ntc = 0;
+    const char *csv_path = "kosvmm-bench-lazy.csv", *png_path = "kosvmm-bench-lazy.png";
+    while ((c = getopt_long(argc, argv, "s:R:C:r:t:qc:p:nh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': if (!(seq_size = parse_size(optarg))) { usage(stderr); return 2; } break;
+        case 'R': if (!(rand_size = parse_size(optarg))) { usage(stderr); return 2; } break;
+        case 'C': if (!(commit_size = parse_size(optarg))) { usage(stderr); return 2; } break;
+        case 'r':
+            rounds = atoi(optarg);
+            if (rounds < 1 || rounds > MAX_ROUNDS) { usage(stderr); return 2; }
+            break;
+        case 't': if (!(ntc = parse_threads(optarg, tcounts))) { usage(stderr); return 2; } break;
+        case 'q': quick = 1; break;
+        case 'c': csv_path = optarg; break;
+        case 'p': png_path = optarg; break;
+        case 'n': no_png = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    page_size = (size_t)sysconf(_SC_PAGESIZE);
+    progress_tty = isatty(STDERR_FILENO);
+    if (!seq_size)
+        seq_size = quick ? 8 * MIB : GIB;
+    if (!rand_size)
+        rand_size = quick ? 8 * MIB : 256 * MIB;
+    if (!commit_size)
+        commit_size = quick ? 8 * MIB : GIB;
+    if (!rounds)
+        rounds = quick ? 1 : 5;
+    if (!ntc) {
+        static const int def_t[] = {1, 2, 4};
+        ntc = quick ? 2 : 3;
+        memcpy(tcounts, def_t, sizeof(int) * (size_t)ntc);
+    }
+    seq_size = (seq_size + HUGE_2M - 1) & ~(HUGE_2M - 1);   /* whole huge pages, so THP rows compare like for like */
+    rand_size = (rand_size + HUGE_2M - 1) & ~(HUGE_2M - 1);
+    commit_size = (commit_size + HUGE_2M - 1) & ~(HUGE_2M - 1);
+    if (rand_size / page_size > UINT32_MAX) {
+        fprintf(stderr, "kosvmm-bench-lazy: --other-size too large\n");
+        return 2;
+    }
+    long avail_kib = meminfo_kib("MemAvailable:");
+    size_t biggest = seq_size > commit_size ? seq_size : commit_size;
+    /* One region lives at a time, but the kernel frees a big munmap lazily: keep twice the largest free. */
+    if (avail_kib > 0 && biggest / KIB * 2 > (size_t)avail_kib) {
+        fprintf(stderr, "kosvmm-bench-lazy: %zu MiB regions need more memory than is available (%ld MiB); "
+                        "use --size / --commit-size\n", biggest / MIB, avail_kib / 1024);
+        return 2;
+    }
+
+    Retcode rc = kosvmm_get_lazy_config(&default_cfg);
+    if (RC_FAILED(rc))
+        die_rc("kosvmm_get_lazy_config", rc);
+    probe_uffd();
+
+    /* Cases: every touch pattern on every thread count, then the eager-commit case for the third target. */
+    int npat = P_COMMIT;
+    cases = calloc((size_t)(npat * ntc + 1), sizeof *cases);
+    if (!cases)
+        die_errno("calloc");
+    for (int p = 0; p < npat; p++)
+        for (int t = 0; t < ntc; t++) {
+            struct bcase *bc = &cases[ncases++];
+            bc->pattern = p;
+            bc->threads = tcounts[t];
+            /* Only the headline case is 1 GiB: a first touch costs microseconds here, and every other
+             * pattern shows the same per-page behaviour on a quarter of the memory in a quarter of the time. */
+            bc->size = p == P_SEQ_W ? seq_size : rand_size;
+            plan_case(bc);
+            for (int m = 0; m < M_COUNT; m++)
+                bc->run[m] = !uffd_na(m);
+        }
+    struct bcase *cc = &cases[ncases++];
+    cc->pattern = P_COMMIT;
+    cc->threads = 1;
+    cc->size = commit_size;
+    plan_case(cc);
+    cc->run[M_POPULATE] = cc->run[M_EAGER] = cc->run[M_THP] = 1;
+
+    FILE *csv = fopen(csv_path, "w");
+    if (!csv)
+        die_errno(csv_path);
+
+    /* Header: everything that decides what the numbers mean on this machine. */
+    struct utsname uts;
+    struct rlimit ml;
+    char thp[128], thp_defrag[128], unpriv[32], sz[32], rsz[32], csz[32];
+    uname(&uts);
+    getrlimit(RLIMIT_MEMLOCK, &ml);
+    read_line("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof thp);
+    read_line("/sys/kernel/mm/transparent_hugepage/defrag", thp_defrag, sizeof thp_defrag);
+    read_line("/proc/sys/vm/unprivileged_userfaultfd", unpriv, sizeof unpriv);
+    printf("kosvmm-bench-lazy: Linux %s %s, %ld CPUs online, page %zu B, euid %d, RLIMIT_MEMLOCK %s\n", uts.release,
+           uts.machine, sysconf(_SC_NPROCESSORS_ONLN), page_size, (int)geteuid(),
+           ml.rlim_cur == RLIM_INFINITY ? "unlimited" : "limited");
+    printf("THP enabled \"%s\", defrag \"%s\"; vm.unprivileged_userfaultfd=%s\n", thp, thp_defrag, unpriv);
+    printf("lazy config at start (defaults or KOSVMM_* environment): window %u..%u pages, read-ahead %s, "
+           "user_mode_only %u\n", default_cfg.window_min, default_cfg.window_max, default_cfg.readahead ? "on" : "off",
+           default_cfg.user_mode_only);
+    if (uffd_ok)
+        printf("uffd engine: available (probe: lazy_engine=uffd, handler served faults)\n");
+    else
+        printf("uffd engine: UNAVAILABLE (%s); uffd rows are n/a\n", uffd_reason);
+    printf("sizes: seq-fwd write %s, other patterns %s, eager commit %s; threads", fmt_size(seq_size, sz, sizeof sz),
+           fmt_size(rand_size, rsz, sizeof rsz), fmt_size(commit_size, csz, sizeof csz));
+    for (int t = 0; t < ntc; t++)
+        printf("%s%d", t ? "," : " ", tcounts[t]);
+    printf(" (not pinned); %d interleaved round%s%s\n", rounds, rounds == 1 ? "" : "s", quick ? "; --quick" : "");
+    fflush(stdout);
+
+    /* Interleaving: every round runs every case, and within a case every method once, starting at a rotating
+     * method, so drift of the VM (other guests, frequency, pauses) spreads over all methods alike. The rotation
+     * is over the methods the case runs: what ran just before matters (a freed 1 GiB of 4 KiB pages leaves
+     * memory that the next huge-page allocation may have to compact), so each method must follow each other. */
+    int per_round = 0;
+    for (int i = 0; i < ncases; i++)
+        for (int m = 0; m < M_COUNT; m++)
+            per_round += cases[i].run[m];
+    int total = per_round * rounds, done = 0;
+    run_start_ns = now_ns();
+    for (int r = 0; r < rounds; r++) {
+        for (int i = 0; i < ncases; i++) {
+            int list[M_COUNT], n = 0;
+            for (int m = 0; m < M_COUNT; m++)
+                if (cases[i].run[m])
+                    list[n++] = m;
+            for (int k = 0; k < n; k++) {
+                int m = list[(k + r + i) % n];
+                progress(r, rounds, done, total, &cases[i], m);
+                measure(&cases[i], m, &cases[i].s[m][r]);
+                done++;
+            }
+        }
+    }
+    double run_ns = now_ns() - run_start_ns;
+    if (progress_tty)
+        fprintf(stderr, "\r\033[K");
+    if (RC_FAILED(kosvmm_set_lazy_config(&default_cfg)))
+        die_rc("kosvmm_set_lazy_config", rcInvalidArgument);
+
+    fprintf(csv, "pattern,size_bytes,threads,method,touched_pages,rounds,ns_per_page_median,ns_per_page_min,"
+                 "ns_per_page_max,ratio_to_baseline,ratio_min,ratio_max,minflt,uffd_faults,uffd_pages_filled,"
+                 "uffd_readahead_pages,uffd_fill_ns,resident_pages,resident_per_touched,lazy_window,status\n");
+    for (int i = 0; i < ncases; i++)
+        print_case(&cases[i], rounds, csv);
+
+    kosvmm_stats st;
+    get_stats(&st);
+    char el[32];
+    printf("\ncolumns: ns/touch = wall time of the timed part / touched pages, median over rounds (ns/page for the\n"
+           "  commit case: per committed page); round min..max = fastest and slowest round; ratio = median / native\n"
+           "  4K of the same pattern and threads (MADV_POPULATE_WRITE for the commit case), below 1.00x is faster;\n"
+           "  minflt = minor faults of the process during the timed part (getrusage); uffd flt, filled, ahead =\n"
+           "  faults the userfaultfd handler served, pages it filled, of which read-ahead (kosvmm_get_stats);\n"
+           "  resident = pages mincore() reports after the pass; res/tch = resident / touched pages, the memory\n"
+           "  cost of fault-around.\n"
+           "timed part: first-touch methods (native 4K, native THP, lazy *) time only the touching, the region\n"
+           "  being made before the clock starts; POPULATE_WRITE+touch times mmap + MADV_POPULATE_WRITE + touch,\n"
+           "  KnVm COMMIT|LOCKED times KnVmAllocate + touch; unmap is never timed. With several threads each takes\n"
+           "  one contiguous chunk of the region, threads are created before the clock and the time runs from the\n"
+           "  first thread's start to the last one's end.\n"
+           "this run: %s; LOCKED commits that could not be pinned: %llu (pin_refusals)\n",
+           fmt_elapsed(run_ns, el, sizeof el), (unsigned long long)st.pin_refusals);
+
+    print_targets(rounds, tcounts, ntc, seq_size, commit_size);
+    fclose(csv);
+    printf("\nCSV: %s\n", csv_path);
+
+    if (!no_png) {
+        if (!gnuplot_on_path()) {
+            printf("chart: gnuplot not on PATH, no PNG (apt-get install gnuplot-nox)\n");
+        } else {
+            char subtitle[256];
+            snprintf(subtitle, sizeof subtitle, "Linux %s, %ld vCPUs, seq-fwd write %s, other patterns %s, uffd %s", uts.release,
+                     sysconf(_SC_NPROCESSORS_ONLN), sz, rsz, uffd_ok ? "available" : "UNAVAILABLE (uffd bars missing)");
+            if (draw_chart(png_path, rounds, tcounts, ntc, subtitle) == 0)
+                printf("chart: %s\n", png_path);
+            else
+                printf("chart: gnuplot failed, no PNG\n");
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,175 @@
+/* src/mdl_memfd/mdl_fromvm.c — KnPmmMdlCreateFromVm: committed memory becomes an MDL buffer in place. */
+#include <coresrv/vmm/vmm_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "handle_table.h"
+#include "mdl_internal.h"
+#include "os.h"
+#include "region_map.h"
+#include "stats.h"
+#include "visibility.h"
+
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_SWAPPED (1ull << 62)
+#define PAGEMAP_CHUNK 512
+
+/* Finds and locks the region holding all of [lo, hi), as the range calls do: the map lock
+ * (shared) for the whole operation, so a fork never happens with the region lock held, then the
+ * region lock. On success both stay held; on failure neither. */
+static int lock_range(uintptr_t lo, uintptr_t hi, struct kvmm_region **out)
+{
+    kvmm_map_rdlock();
+    struct kvmm_region *r = kvmm_map_find(lo);
+    int rc = !r ? -ENOENT : hi > r->end ? -EINVAL : 0;
+    if (rc) {
+        kvmm_map_unlock();
+        return rc;
+    }
+    pthread_mutex_lock(&r->lock);
+    *out = r;
+    return 0;
+}
+
+/* Every page committed, lazily or fully: reserved pages have nothing to share, MDL pages already
+ * belong to a buffer. */
+static int check_committed(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
+{
+    for (const struct kvmm_span *s = kvmm_region_span_at(r, lo); s && s->node.key < hi;) {
+        if (s->a.state != KVMM_LAZY && s->a.state != KVMM_FULL)
+            return -EOPNOTSUPP;
+        struct kvmm_avl_node *n = kvmm_avl_next(&s->node);
+        s = n ? kvmm_container_of(n, struct kvmm_span, node) : NULL;
+    }
+    return 0;
+}
+
+static bool zero_page(const void *p, size_t len)
+{
+    const uint64_t *w = p;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < len / sizeof *w; i++)
+        acc |= w[i];
+    return acc == 0;
+}
+
+/*
+ * Copies [a, b) into fd at offset a - lo. A page that was never touched (neither present nor
+ * swapped, per /proc/self/pagemap) reads as zero, and so does an all-zero page: both stay holes
+ * in the memfd, so a large lazily committed range costs neither faults (with the userfaultfd
+ * engine, a fault each) nor memory. Without pagemap every page is read.
+ */
+static int copy_piece(int pagemap, int fd, uintptr_t lo, uintptr_t a, uintptr_t b)
+{
+    size_t page = kvmm_os_page_size();
+    uint64_t ent[PAGEMAP_CHUNK];
+    uintptr_t run = 0; /* start of the pending run of pages to copy; 0: none */
+    int rc = 0;
+    for (uintptr_t cur = a; cur < b && rc == 0;) {
+        size_t n = (b - cur) / page < PAGEMAP_CHUNK ? (b - cur) / page : PAGEMAP_CHUNK;
+        bool known = pagemap >= 0 &&
+                     pread(pagemap, ent, n * sizeof ent[0], (off_t)(cur / page * sizeof ent[0])) ==
+                         (ssize_t)(n * sizeof ent[0]);
+        for (size_t i = 0; i < n && rc == 0; i++, cur += page) {
+            bool skip = (known && !(ent[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) ||
+                        zero_page((const void *)cur, page);
+            if (skip && run) {
+                rc = kvmm_mdl_write_all(fd, (const void *)run, cur - run, run - lo);
+                run = 0;
+            } else if (!skip && !run) {
+                run = cur;
+            }
+        }
+    }
+    if (rc == 0 && run)
+        rc = kvmm_mdl_write_all(fd, (const void *)run, b - run, run - lo);
+    return rc;
+}
+
+/* Copies the whole range, span by span. A span committed without access is made readable for
+ * the copy and given its protection back. Region locked. */
+static int copy_range(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int fd)
+{
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    int rc = 0;
+    for (uintptr_t cur = lo; cur < hi && rc == 0;) {
+        const struct kvmm_span *s = kvmm_region_span_at(r, cur);
+        uintptr_t end = s->end < hi ? s->end : hi;
+        int kp = kvmm_kernel_prot(s->a);
+        bool raise = !(kp & PROT_READ);
+        if (raise && (rc = kvmm_os_protect(cur, end - cur, PROT_READ)))
+            break;
+        rc = copy_piece(pagemap, fd, lo, cur, end);
+        if (raise && kvmm_os_protect(cur, end - cur, kp) != 0)
+            kvmm_count(kernel_refusals, 1); /* restoring only merges mappings back: not expected */
+        cur = end;
+    }
+    if (pagemap >= 0)
+        close(pagemap);
+    return rc;
+}
+
+/*
+ * Maps fd over [lo, hi) span by span, each with the protection it had, and records each piece as
+ * MDL-backed as soon as the kernel has replaced it. MAP_FIXED replaces the old pages atomically
+ * (and drops their mlock). A refusal part-way leaves the pieces done MDL-backed — recorded so,
+ * contents intact — and the rest as it was. Region locked.
+ */
+static int replace_range(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int fd)
+{
+    for (uintptr_t cur = lo; cur < hi;) {
+        int rc = kvmm_region_prepare(r);
+        if (rc)
+            return rc;
+        const struct kvmm_span *s = kvmm_region_span_at(r, cur);
+        uintptr_t end = s->end < hi ? s->end : hi;
+        struct kvmm_attrs a = {KVMM_MDL, s->a.prot, 0};
+        if (mmap((void *)cur, end - cur, kvmm_kernel_prot(a), MAP_SHARED | MAP_FIXED, fd,
+                 (off_t)(cur - lo)) == MAP_FAILED) {
+            kvmm_count(kernel_refusals, 1);
+            return -ENOMEM;
+        }
+        kvmm_region_set(r, cur, end, a);
+        cur = end;
+    }
+    return 0;
+}
+
+static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
+{
+    uintptr_t hi;
+    if (!out || !kvmm_mdl_prot_valid(flags) || size == 0 || !kvmm_mdl_aligned(lo) ||
+        !kvmm_mdl_aligned(size) || __builtin_add_overflow(lo, size, &hi))
+        return -EINVAL;
+    uint32_t rights = (uint32_t)flags | KVMM_RIGHT_TRANSFER;
+    struct kvmm_region *r;
+    int rc = lock_range(lo, hi, &r);
+    if (rc)
+        return rc;
+    int fd = -1, hfd;
+    struct kvmm_mdl *o;
+    Handle h;
+    /* The handle exists before the memory changes, so running out of memory or fds for it
+     * leaves the range untouched. */
+    if ((rc = check_committed(r, lo, hi)) == 0 &&
+        (rc = kvmm_mdl_memfd("kosvmm-mdl", size, rights, &fd)) == 0 &&
+        (rc = copy_range(r, lo, hi, fd)) == 0 && (rc = kvmm_mdl_fd_for(fd, rights, &hfd)) == 0 &&
+        (rc = kvmm_mdl_object_new(hfd, size, 0, size, &o)) == 0 &&
+        (rc = kvmm_mdl_publish(o, rights, &h)) == 0 && (rc = replace_range(r, lo, hi, fd)) != 0)
+        kvmm_handle_close(h);
+    pthread_mutex_unlock(&r->lock);
+    kvmm_map_unlock();
+    /* The creator's read-write description: the mappings made from it keep the memory now. */
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0)
+        *out = h;
+    return rc;
+}
+
+KVMM_PUBLIC Retcode KnPmmMdlCreateFromVm(void *va, rtl_size_t size, int flags, Handle *handle)
+{
+    return kvmm_mdl_retcode(create_from_vm((uintptr_t)va, size, flags, handle));
+}

@@ -1,0 +1,96 @@
+/* src/mdl_memfd/mdl_internal.h — what the mdl_*.c files share: the handle object, revocation words, memfd helpers. */
+#ifndef KVMM_MDL_INTERNAL_H
+#define KVMM_MDL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rtl/retcode.h>
+
+#include "mdl.h"
+
+/*
+ * One handle = one object: a file description of the buffer's memfd plus the window the handle
+ * gives. Handles are never shared between slots, so the object's access mode always matches its
+ * slot's rights (O_RDWR with KVMM_RIGHT_WRITE, O_RDONLY otherwise), and "the handle's own
+ * revocation word" is simply the object's.
+ */
+
+/* A page of 32-bit revocation words: 0 = live, anything else = revoked. Local pages are mapped
+ * read-write here and handed out read-only; imported pages are mapped read-only. */
+struct kvmm_mdl_rpage {
+    struct kvmm_mdl_rpage *next;   /* process-wide list, for deduplication on import */
+    uint32_t *words;               /* MAP_SHARED mapping of one page */
+    int fd;                        /* a read-only description, duplicated for every export */
+    uint64_t dev, ino;             /* identity of the memfd, to share one mapping per page */
+    uint32_t refs;                 /* local references: owners of words and ancestry entries */
+    uint32_t next_slot;            /* local pages: words handed out so far (never reused) */
+    bool local;
+};
+
+struct kvmm_mdl_word {
+    struct kvmm_mdl_rpage *page;   /* NULL: none */
+    uint32_t slot;
+};
+
+struct kvmm_mdl {
+    uint32_t refs;                 /* the handle plus in-flight lookups (atomic) */
+    int fd;                        /* the buffer; access mode as the rights say */
+    uint64_t buffer_size;          /* size of the memfd */
+    uint64_t offset, length;       /* the window, inside [0, buffer_size) */
+    /* Guarded by the revocation lock: */
+    bool revoked;                  /* this handle was revoked: never hand out a word for it */
+    struct kvmm_mdl_word own;      /* revoked -> set; allocated on first clone or export */
+    uint32_t nanc;
+    struct kvmm_mdl_word anc[KVMM_MDL_MAX_REVOKE]; /* words of the origins: any set -> revoked */
+};
+
+#define KVMM_RIGHT_RWX (KVMM_RIGHT_READ | KVMM_RIGHT_WRITE | KVMM_RIGHT_EXECUTE)
+#define KVMM_RIGHTS_ALL (KVMM_RIGHT_RWX | KVMM_RIGHT_TRANSFER)
+
+/* mdl_object.c */
+extern const struct kvmm_handle_ops kvmm_mdl_ops;
+/* An object over fd (taken over; closed on failure too) without any revocation words yet. */
+int kvmm_mdl_object_new(int fd, uint64_t buffer_size, uint64_t offset, uint64_t length,
+                        struct kvmm_mdl **out);
+/* Frees an object that never got a handle (its fd and page references with it). */
+void kvmm_mdl_object_free(struct kvmm_mdl *o);
+/* Opens a handle on o; on failure o is freed. */
+int kvmm_mdl_publish(struct kvmm_mdl *o, uint32_t rights, Handle *out);
+/* Looks h up: -EINVAL bad/forged/closed or not an MDL handle, -EKEYREVOKED when h or any origin
+ * was revoked (here or in the process it came from). The caller drops o with kvmm_mdl_put. */
+int kvmm_mdl_get(Handle h, struct kvmm_mdl **o, uint32_t *rights);
+void kvmm_mdl_put(struct kvmm_mdl *o);
+/* A new memfd of size bytes (page multiple), read-write, mode 0444, sealed against shrink, grow
+ * and further seals, and against exec (MFD_NOEXEC_SEAL) unless rights hold KVMM_RIGHT_EXECUTE. */
+int kvmm_mdl_memfd(const char *name, uint64_t size, uint32_t rights, int *fd);
+/* A description of fd with the access mode rights need: a dup when fd already matches, else a
+ * read-only reopen through /proc/self/fd. Close-on-exec. */
+int kvmm_mdl_fd_for(int fd, uint32_t rights, int *out);
+/* pwrite of all len bytes; -EINVAL when buf is not readable. */
+int kvmm_mdl_write_all(int fd, const void *buf, size_t len, uint64_t off);
+/* A buffer's or a mapping's protection: READ, READ|WRITE, READ|EXECUTE or READ|WRITE|EXECUTE. */
+bool kvmm_mdl_prot_valid(int prot);
+bool kvmm_mdl_aligned(uint64_t v);
+/* kvmm_retcode, with running out of file descriptors reported as rcQuotaExceeded. */
+Retcode kvmm_mdl_retcode(int rc);
+
+/* mdl_revoke.c — all under one process-wide lock, never held while calling the handle table. */
+/* Whether o or any origin of o has been revoked (atomic loads, no lock). */
+bool kvmm_mdl_is_revoked(const struct kvmm_mdl *o);
+/* Gives o its own word if it has none yet. -EKEYREVOKED when o was revoked meanwhile. */
+int kvmm_mdl_own_word(struct kvmm_mdl *o);
+/* dst's ancestry = src's ancestry + src's own word (referenced). -EDQUOT past KVMM_MDL_MAX_REVOKE. */
+int kvmm_mdl_inherit(struct kvmm_mdl *dst, const struct kvmm_mdl *src);
+/* Drops o's page references (own word and ancestry). */
+void kvmm_mdl_drop_words(struct kvmm_mdl *o);
+/* Appends to e the read-only fds and slots of o's ancestry and own word. */
+int kvmm_mdl_export_words(const struct kvmm_mdl *o, struct kvmm_mdl_export *e);
+/* Makes the words of e o's ancestry, mapping each page read-only (one mapping per page);
+ * closes e's revocation fds and marks them -1 in all cases. */
+int kvmm_mdl_import_words(struct kvmm_mdl *o, struct kvmm_mdl_export *e);
+/* Revocation pages this process holds (for tests). */
+uint32_t kvmm_mdl_rpage_count(void);
+
+#endif
