@@ -315,7 +315,7 @@ START_TEST(bad_handles_everywhere)
         ck_assert_uint_eq(KnPmmMdlMap(bad[i], 0, P, RTL_NULL, R, &a), rcInvalidArgument);
         ck_assert_uint_eq(KnPmmMdlClone(bad[i], 0, P, &c), rcInvalidArgument);
         ck_assert_int_eq(kvmm_mdl_export(bad[i], ~0u, &e), -EINVAL);
-        ck_assert_int_eq(kvmm_mdl_revoke(bad[i]), -EINVAL);
+        ck_assert_int_eq(kvmm_mdl_revoke(bad[i]), -EINVAL); /* typed: refuses other_ops too */
         ck_assert_uint_eq(size, 77);
         ck_assert_ptr_eq(a, &dummy);
         ck_assert_uint_eq(c, SENTINEL);
@@ -632,17 +632,17 @@ START_TEST(revoke_reaches_every_descendant)
     ck_assert_int_eq(kvmm_mdl_import(&e, &imported), 0);
     char *m = map(cc, 0, P, RW);
     /* Revoking c: c and everything derived from it, not h nor c's sibling. */
-    ck_assert_int_eq(kvmm_mdl_revoke(c), 0);
+    ck_assert_uint_eq(KnHandleRevoke(c), rcOk);
     rtl_size_t size;
     ck_assert_uint_eq(KnPmmMdlGetSize(c, &size), rcHandleRevoked);
     ck_assert_uint_eq(KnPmmMdlGetSize(cc, &size), rcHandleRevoked);
     ck_assert_uint_eq(KnPmmMdlGetSize(imported, &size), rcHandleRevoked);
     ck_assert_uint_eq(KnPmmMdlGetSize(h, &size), rcOk);
     ck_assert_uint_eq(KnPmmMdlGetSize(sibling, &size), rcOk);
-    ck_assert_int_eq(kvmm_mdl_revoke(c), -EKEYREVOKED);
+    ck_assert_uint_eq(KnHandleRevoke(c), rcHandleRevoked);
     strcpy(m, "mapping survives");
     /* Revoking the root: the sibling too. */
-    ck_assert_int_eq(kvmm_mdl_revoke(h), 0);
+    ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
     ck_assert_uint_eq(KnPmmMdlGetSize(sibling, &size), rcHandleRevoked);
     void *a = &a;
     ck_assert_uint_eq(KnPmmMdlMap(sibling, 0, P, RTL_NULL, R, &a), rcHandleRevoked);
@@ -1029,7 +1029,7 @@ START_TEST(handles_from_many_threads)
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(pthread_create(&t[i], NULL, handle_stress, &st), 0);
     usleep(20000);
-    ck_assert_int_eq(kvmm_mdl_revoke(st.root), 0);
+    ck_assert_uint_eq(KnHandleRevoke(st.root), rcOk);
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     ck_assert_uint_eq(KnHandleClose(st.root), rcOk);
@@ -1176,7 +1176,7 @@ START_TEST(import_validates_description)
     ck_assert_int_eq(kvmm_mdl_import(RTL_NULL, &c), -EINVAL);
     /* Already revoked. */
     describe(c, ~0u, &e, fds);
-    ck_assert_int_eq(kvmm_mdl_revoke(h), 0);
+    ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
     expect_refused(&e, fds, -EKEYREVOKED);
     ck_assert_int_eq(count_fds(), base);
 #undef SPOIL
@@ -1309,7 +1309,7 @@ START_TEST(revocation_seen_by_other_process)
     char *m = map(h, 0, P, R);
     /* Through the internal path: KnHandleRevoke sets the word too once the handle table calls
      * kvmm_mdl_revoke_object (see the report to the lead). */
-    ck_assert_int_eq(kvmm_mdl_revoke(h), 0);
+    ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
     sync_send(sv[0]);
     sync_wait(sv[0]);
     wait_child_ok(pid);
@@ -1326,12 +1326,12 @@ START_TEST(fork_child_revocations_stay_in_the_child)
     if (pid == 0) {
         rtl_size_t size;
         Handle n1, n2;
-        CHILD_CHECK(kvmm_mdl_revoke(h) == 0);
+        CHILD_CHECK(KnHandleRevoke(h) == rcOk);
         CHILD_CHECK(KnPmmMdlGetSize(c, &size) == rcHandleRevoked);
         /* Words handed out in the child come from a page of its own. */
         Handle g = create(P, RW);
         CHILD_CHECK(KnPmmMdlClone(g, 0, P, &n1) == rcOk && KnPmmMdlClone(n1, 0, P, &n2) == rcOk);
-        CHILD_CHECK(kvmm_mdl_revoke(n1) == 0);
+        CHILD_CHECK(KnHandleRevoke(n1) == rcOk);
         _exit(0);
     }
     wait_child_ok(pid);
