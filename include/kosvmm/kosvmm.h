@@ -49,6 +49,13 @@ Retcode kosvmm_get_stats(kosvmm_stats *stats);
  * several pages before and after" it; KOSVMM_ENGINE_UFFD does exactly that with a userfaultfd
  * handler thread, KOSVMM_ENGINE_KERNEL leaves it to Linux demand paging (one page per fault).
  * Both give the same visible semantics: lazy pages read as zero until written.
+ *
+ * fork(): the child gets the parent's pages as they are (copy-on-write); lazy pages the parent
+ * never touched read as zero in the child and fault like ordinary memory there (its mappings are
+ * not registered with the parent's userfaultfd, and the child never waits for the parent's
+ * handler). kosvmm keeps working in the child: its own engine starts at its first lazy commit.
+ * At exit or unload the handler stops and every range is unregistered, so a destructor that
+ * touches lazy memory afterwards still works.
  */
 #define KOSVMM_ENGINE_KERNEL  0u
 #define KOSVMM_ENGINE_UFFD    1u
