@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -30,24 +31,38 @@ long tu_resident_pages(const void *addr, size_t len)
     return count;
 }
 
+/* Reads /proc/self/maps with a stack buffer: no malloc, so no allocator (ASan's included) maps
+ * anything between a kosvmm call and this look at what the kernel has. */
 int tu_maps_perms(const void *addr, char perms[5])
 {
-    FILE *maps = fopen("/proc/self/maps", "re");
-    if (!maps)
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return -1;
-    char line[512];
+    char buf[16384];
+    size_t have = 0;
     int found = -1;
     unsigned long a = (unsigned long)addr;
-    while (fgets(line, sizeof line, maps)) {
-        unsigned long lo, hi;
-        char p[5];
-        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, p) == 3 && a >= lo && a < hi) {
-            memcpy(perms, p, 5);
-            found = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n <= 0)
             break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n'))) {
+            *nl = '\0';
+            unsigned long lo, hi;
+            char p[5];
+            if (found < 0 && sscanf(line, "%lx-%lx %4s", &lo, &hi, p) == 3 && a >= lo && a < hi) {
+                memcpy(perms, p, 5);
+                found = 0;
+            }
+            line = nl + 1;
         }
+        have = strlen(line);
+        memmove(buf, line, have);
     }
-    fclose(maps);
+    close(fd);
     return found;
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -71,8 +72,7 @@ static bool usable(bool user_mode_only)
 
 static void *handler_main(void *arg)
 {
-    (void)arg;
-    kvmm_uffd_loop();
+    kvmm_uffd_loop((sem_t *)arg);
     return NULL;
 }
 
@@ -107,9 +107,17 @@ static int start(bool user_mode_only)
          * and a fault in the one thread that serves faults would never be served. */
         sigset_t all, old;
         sigfillset(&all);
+        sem_t up;
+        sem_init(&up, 0, 0);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        rc = -pthread_create(&thread, NULL, handler_main, NULL);
+        rc = -pthread_create(&thread, NULL, handler_main, &up);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        /* Wait until the handler runs: whatever its start maps (under sanitizers, their per-thread
+         * state) then exists before the first lazy commit returns, never later in a hole the
+         * application has just freed for a fixed address. */
+        while (rc == 0 && sem_wait(&up) != 0)
+            ;
+        sem_destroy(&up);
     }
     if (rc) {
         kvmm_engine.fd = kvmm_engine.control = -1;

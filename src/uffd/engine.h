@@ -2,6 +2,7 @@
 #ifndef KVMM_UFFD_ENGINE_H
 #define KVMM_UFFD_ENGINE_H
 
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,7 +42,7 @@ void kvmm_uffd_readahead_clear(void);
 void kvmm_uffd_loop_init(void);
 /* In a fork child: releases the parent's ring (the child has no handler thread). */
 void kvmm_uffd_loop_forget(void);
-/* The handler loop; returns on stop. */
-void kvmm_uffd_loop(void);
+/* The handler loop; posts up once it is ready to serve, returns on stop. */
+void kvmm_uffd_loop(sem_t *up);
 
 #endif

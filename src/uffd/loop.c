@@ -98,7 +98,7 @@ void kvmm_uffd_loop_forget(void)
     waiter.uring = false;
 }
 
-void kvmm_uffd_loop(void)
+void kvmm_uffd_loop(sem_t *up)
 {
     struct waiter *w = &waiter;
     /* Submitted here, not where the ring was made: io_uring completes a poll through task work of
@@ -112,6 +112,7 @@ void kvmm_uffd_loop(void)
             w->uring = false;
         }
     }
+    sem_post(up);
     for (;;) {
         if (!drain())
             break;
