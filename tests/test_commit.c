@@ -16,44 +16,6 @@
 
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 
-static VmQueryInfo q(const void *va)
-{
-    VmQueryInfo info;
-    memset(&info, 0xA5, sizeof info);
-    ck_assert_uint_eq(KnVmQuery(va, &info), rcOk);
-    return info;
-}
-
-static kosvmm_stats stats_now(void)
-{
-    kosvmm_stats s;
-    memset(&s, 0, sizeof s);
-    ck_assert_uint_eq(kosvmm_get_stats(&s), rcOk);
-    return s;
-}
-
-static void assert_perms(const void *p, const char *want)
-{
-    char perms[5];
-    ck_assert_int_eq(tu_maps_perms(p, perms), 0);
-    ck_assert_str_eq(perms, want);
-}
-
-/* VmLck of this process in kB, from /proc/self/status. */
-static long vmlck_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "re");
-    ck_assert_ptr_nonnull(f);
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    ck_assert_int_ge(kb, 0);
-    return kb;
-}
-
 static int cap_get(struct __user_cap_data_struct data[2])
 {
     struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
@@ -87,19 +49,19 @@ static void become_unprivileged_for_mlock(void)
 START_TEST(commit_locked_is_full_at_allocate)
 {
     size_t pg = tu_page(), n = 64;
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | RW);
     ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    assert_perms(p, "rw-p");
+    tu_assert_perms(p, "rw-p");
 
-    VmQueryInfo info = q(p + 10 * pg);
+    VmQueryInfo info = tu_query(p + 10 * pg);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
     ck_assert_uint_eq(info.protection, RW);
 
-    kosvmm_stats s1 = stats_now();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes + n * pg);
     ck_assert_uint_eq(s1.locked_bytes, s0.locked_bytes + n * pg);
     ck_assert_uint_eq(s1.lazy_bytes, s0.lazy_bytes);
@@ -108,7 +70,7 @@ START_TEST(commit_locked_is_full_at_allocate)
     p[n * pg - 1] = 2;
     ck_assert_int_eq(p[0] + p[n * pg - 1], 3);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
-    kosvmm_stats s2 = stats_now();
+    kosvmm_stats s2 = tu_stats();
     ck_assert_uint_eq(s2.committed_bytes, s0.committed_bytes);
     ck_assert_uint_eq(s2.locked_bytes, s0.locked_bytes);
 }
@@ -117,18 +79,18 @@ END_TEST
 START_TEST(commit_alone_is_lazy)
 {
     size_t pg = tu_page(), n = 64;
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW);
     ck_assert_ptr_nonnull(p);
-    assert_perms(p, "rw-p");
+    tu_assert_perms(p, "rw-p");
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
 
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
     ck_assert_uint_eq(info.attributes & (VMM_PAGE_ATTR_LOCKED | VMM_PAGE_ATTR_PINNED), 0);
 
-    kosvmm_stats s1 = stats_now();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes + n * pg);
     ck_assert_uint_eq(s1.lazy_bytes, s0.lazy_bytes + n * pg);
     ck_assert_uint_eq(s1.locked_bytes, s0.locked_bytes);
@@ -147,14 +109,14 @@ START_TEST(locked_alone_reserved_then_commit_full)
     size_t pg = tu_page(), n = 32;
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_LOCKED | RW);
     ck_assert_ptr_nonnull(p);
-    assert_perms(p, "---p");
+    tu_assert_perms(p, "---p");
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    ck_assert_uint_eq(q(p).state, VMM_PAGE_STATE_RESERVED);
+    ck_assert_uint_eq(tu_query(p).state, VMM_PAGE_STATE_RESERVED);
 
     ck_assert_uint_eq(KnVmCommit(p, n * pg, VMM_FLAG_LOCKED), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    assert_perms(p, "rw-p");
-    VmQueryInfo info = q(p + (n - 1) * pg);
+    tu_assert_perms(p, "rw-p");
+    VmQueryInfo info = tu_query(p + (n - 1) * pg);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
@@ -169,13 +131,13 @@ START_TEST(neither_reserved_then_commit_lazy)
     size_t pg = tu_page(), n = 32;
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_nonnull(p);
-    assert_perms(p, "---p");
-    ck_assert_uint_eq(q(p).state, VMM_PAGE_STATE_RESERVED);
+    tu_assert_perms(p, "---p");
+    ck_assert_uint_eq(tu_query(p).state, VMM_PAGE_STATE_RESERVED);
 
     ck_assert_uint_eq(KnVmCommit(p, n * pg, VMM_FLAG_LOCKED), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    assert_perms(p, "rw-p");
-    VmQueryInfo info = q(p);
+    tu_assert_perms(p, "rw-p");
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
     ck_assert_uint_eq(info.attributes & (VMM_PAGE_ATTR_LOCKED | VMM_PAGE_ATTR_PINNED), 0);
@@ -204,10 +166,10 @@ START_TEST(partial_commit_middle_only)
     size_t pg = tu_page(), n = 16;
     char *p = reserve_commit_middle(n, 6, 4);
     for (size_t i = 0; i < n; i++) {
-        VmQueryInfo info = q(p + i * pg);
+        VmQueryInfo info = tu_query(p + i * pg);
         int committed = i >= 6 && i < 10;
         ck_assert_uint_eq(info.state, committed ? VMM_PAGE_STATE_COMMITTED : VMM_PAGE_STATE_RESERVED);
-        assert_perms(p + i * pg, committed ? "rw-p" : "---p");
+        tu_assert_perms(p + i * pg, committed ? "rw-p" : "---p");
     }
     ck_assert_int_eq(tu_resident_pages(p, 6 * pg), 0);
     ck_assert_int_eq(tu_resident_pages(p + 10 * pg, 6 * pg), 0);
@@ -246,7 +208,7 @@ START_TEST(recommit_keeps_contents_lazy)
     ck_assert_uint_eq(KnVmCommit(p + 2 * pg, 3 * pg, VMM_FLAG_LOCKED), rcOk);
     for (size_t i = 0; i < n * pg; i++)
         ck_assert_int_eq(p[i], (char)(i % 251));
-    ck_assert_uint_eq(q(p).state, VMM_PAGE_STATE_COMMITTED);
+    ck_assert_uint_eq(tu_query(p).state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -262,7 +224,7 @@ START_TEST(recommit_keeps_contents_locked)
     for (size_t i = 0; i < n * pg; i++)
         ck_assert_int_eq(p[i], (char)(i % 253));
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    ck_assert_uint_ne(q(p).attributes & VMM_PAGE_ATTR_LOCKED, 0);
+    ck_assert_uint_ne(tu_query(p).attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -275,11 +237,11 @@ START_TEST(commit_populates_lazy_pages_of_locked_region)
     ck_assert_ptr_nonnull(p);
     ck_assert_uint_eq(KnVmReset(p, n * pg), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    ck_assert_uint_ne(q(p).attributes & VMM_PAGE_ATTR_LAZY, 0);
+    ck_assert_uint_ne(tu_query(p).attributes & VMM_PAGE_ATTR_LAZY, 0);
 
     ck_assert_uint_eq(KnVmCommit(p, n * pg, 0), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
@@ -294,8 +256,8 @@ START_TEST(readonly_full_is_resident_and_readable)
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | VMM_FLAG_READ);
     ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    assert_perms(p, "r--p");
-    ck_assert_uint_eq(q(p).protection, VMM_FLAG_READ);
+    tu_assert_perms(p, "r--p");
+    ck_assert_uint_eq(tu_query(p).protection, VMM_FLAG_READ);
     for (size_t i = 0; i < n * pg; i += 512)
         ck_assert_int_eq(((volatile char *)p)[i], 0);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
@@ -321,20 +283,20 @@ START_TEST(pinned_when_allowed)
     size_t size = n * pg;
     struct rlimit rl;
     ck_assert_int_eq(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
-    long lck0 = vmlck_kb();
+    long lck0 = tu_vmlck_kb();
     int allowed = has_cap_ipc_lock() || rl.rlim_cur == RLIM_INFINITY ||
                   rl.rlim_cur >= size + (size_t)lck0 * 1024;
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
 
     char *p = KnVmAllocate(RTL_NULL, size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | RW);
     ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(tu_resident_pages(p, size), (long)n);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
-    kosvmm_stats s1 = stats_now();
+    kosvmm_stats s1 = tu_stats();
     if (allowed) {
         ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_PINNED, 0);
-        ck_assert_int_ge(vmlck_kb(), lck0 + (long)(size / 1024));
+        ck_assert_int_ge(tu_vmlck_kb(), lck0 + (long)(size / 1024));
         ck_assert_uint_eq(s1.pinned_bytes, s0.pinned_bytes + size);
     } else {
         /* Not enough RLIMIT_MEMLOCK and no CAP_IPC_LOCK in this environment. */
@@ -342,8 +304,8 @@ START_TEST(pinned_when_allowed)
         ck_assert_uint_gt(s1.pin_refusals, s0.pin_refusals);
     }
     ck_assert_uint_eq(KnVmUnmap(p, size), rcOk);
-    ck_assert_int_eq(vmlck_kb(), lck0);
-    ck_assert_uint_eq(stats_now().pinned_bytes, s0.pinned_bytes);
+    ck_assert_int_eq(tu_vmlck_kb(), lck0);
+    ck_assert_uint_eq(tu_stats().pinned_bytes, s0.pinned_bytes);
 }
 END_TEST
 
@@ -351,19 +313,19 @@ START_TEST(pin_refused_at_allocate_still_commits)
 {
     size_t pg = tu_page(), n = 64;
     become_unprivileged_for_mlock();
-    long lck0 = vmlck_kb();
-    kosvmm_stats s0 = stats_now();
+    long lck0 = tu_vmlck_kb();
+    kosvmm_stats s0 = tu_stats();
 
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | RW);
     ck_assert_ptr_nonnull(p);
     ck_assert_uint_eq(kosvmm_last_error(), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    VmQueryInfo info = q(p + pg);
+    VmQueryInfo info = tu_query(p + pg);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(info.attributes & VMM_PAGE_ATTR_PINNED, 0);
-    ck_assert_int_eq(vmlck_kb(), lck0);
-    kosvmm_stats s1 = stats_now();
+    ck_assert_int_eq(tu_vmlck_kb(), lck0);
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_gt(s1.pin_refusals, s0.pin_refusals);
     ck_assert_uint_eq(s1.pinned_bytes, s0.pinned_bytes);
     ck_assert_uint_eq(s1.locked_bytes, s0.locked_bytes + n * pg);
@@ -378,17 +340,17 @@ START_TEST(pin_refused_at_commit_still_commits)
 {
     size_t pg = tu_page(), n = 64;
     become_unprivileged_for_mlock();
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
 
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_LOCKED | RW);
     ck_assert_ptr_nonnull(p);
     ck_assert_uint_eq(KnVmCommit(p, n * pg, VMM_FLAG_LOCKED), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(info.attributes & VMM_PAGE_ATTR_PINNED, 0);
-    ck_assert_uint_gt(stats_now().pin_refusals, s0.pin_refusals);
+    ck_assert_uint_gt(tu_stats().pin_refusals, s0.pin_refusals);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -403,8 +365,8 @@ START_TEST(commit_flags_ignored_in_locked_region)
     ck_assert_uint_eq(KnVmCommit(p, n * pg, 0), rcOk);
     ck_assert_uint_eq(KnVmCommit(p + n * pg, n * pg, (int)0x7FFFFFFF), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, 2 * n * pg), (long)(2 * n));
-    ck_assert_uint_ne(q(p).attributes & VMM_PAGE_ATTR_LOCKED, 0);
-    ck_assert_uint_ne(q(p + n * pg).attributes & VMM_PAGE_ATTR_LOCKED, 0);
+    ck_assert_uint_ne(tu_query(p).attributes & VMM_PAGE_ATTR_LOCKED, 0);
+    ck_assert_uint_ne(tu_query(p + n * pg).attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(KnVmUnmap(p, 2 * n * pg), rcOk);
 }
 END_TEST
@@ -419,12 +381,12 @@ START_TEST(commit_flags_ignored_in_lazy_region)
     ck_assert_uint_eq(KnVmCommit(p + 2 * n * pg, n * pg, -1), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, 3 * n * pg), 0);
     for (size_t i = 0; i < 3; i++) {
-        VmQueryInfo info = q(p + i * n * pg);
+        VmQueryInfo info = tu_query(p + i * n * pg);
         ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
         ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
         ck_assert_uint_eq(info.protection, RW); /* flags did not change the protection either */
     }
-    assert_perms(p + 2 * n * pg, "rw-p");
+    tu_assert_perms(p + 2 * n * pg, "rw-p");
     ck_assert_uint_eq(KnVmUnmap(p, 3 * n * pg), rcOk);
 }
 END_TEST

@@ -12,43 +12,6 @@
 
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 
-static VmQueryInfo q(const void *va)
-{
-    VmQueryInfo info;
-    memset(&info, 0xA5, sizeof info);
-    ck_assert_uint_eq(KnVmQuery(va, &info), rcOk);
-    return info;
-}
-
-static kosvmm_stats stats_now(void)
-{
-    kosvmm_stats s;
-    memset(&s, 0, sizeof s);
-    ck_assert_uint_eq(kosvmm_get_stats(&s), rcOk);
-    return s;
-}
-
-static void assert_perms(const void *p, const char *want)
-{
-    char perms[5];
-    ck_assert_int_eq(tu_maps_perms(p, perms), 0);
-    ck_assert_str_eq(perms, want);
-}
-
-static long vmlck_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "re");
-    ck_assert_ptr_nonnull(f);
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    ck_assert_int_ge(kb, 0);
-    return kb;
-}
-
 static void fill(char *p, size_t len, int seed)
 {
     for (size_t i = 0; i < len; i++)
@@ -88,16 +51,16 @@ START_TEST(decommit_frees_memory)
     ck_assert_ptr_nonnull(p);
     fill(p, n * pg, 2);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
 
     ck_assert_uint_eq(KnVmDecommit(p, n * pg), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    assert_perms(p, "---p");
-    VmQueryInfo info = q(p + pg);
+    tu_assert_perms(p, "---p");
+    VmQueryInfo info = tu_query(p + pg);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(info.protection, RW); /* kept for the next commit */
     ck_assert_uint_eq(info.attributes & (VMM_PAGE_ATTR_LAZY | VMM_PAGE_ATTR_LOCKED | VMM_PAGE_ATTR_PINNED), 0);
-    kosvmm_stats s1 = stats_now();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes - n * pg);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
@@ -120,8 +83,8 @@ START_TEST(recommit_after_decommit_is_zeroed)
     char *p = full_region(n);
     ck_assert_uint_eq(KnVmDecommit(p, n * pg), rcOk);
     ck_assert_uint_eq(KnVmCommit(p, n * pg, VMM_FLAG_LOCKED), rcOk);
-    ck_assert_uint_eq(q(p).state, VMM_PAGE_STATE_COMMITTED);
-    assert_perms(p, "rw-p");
+    ck_assert_uint_eq(tu_query(p).state, VMM_PAGE_STATE_COMMITTED);
+    tu_assert_perms(p, "rw-p");
     assert_zero(p, n * pg);
     fill(p, n * pg, 3);
     assert_filled(p, n * pg, 3);
@@ -134,14 +97,14 @@ START_TEST(decommit_reserved_is_ok)
     size_t pg = tu_page(), n = 8;
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_nonnull(p);
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
     ck_assert_uint_eq(KnVmDecommit(p, n * pg), rcOk);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(info.protection, RW);
-    assert_perms(p, "---p");
+    tu_assert_perms(p, "---p");
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    kosvmm_stats s1 = stats_now();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
@@ -151,21 +114,21 @@ END_TEST
 START_TEST(decommit_locked_region)
 {
     size_t pg = tu_page(), n = 64;
-    long lck0 = vmlck_kb();
+    long lck0 = tu_vmlck_kb();
     char *p = full_region(n);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     int pinned = (info.attributes & VMM_PAGE_ATTR_PINNED) != 0;
     if (pinned)
-        ck_assert_int_ge(vmlck_kb(), lck0 + (long)(n * pg / 1024));
+        ck_assert_int_ge(tu_vmlck_kb(), lck0 + (long)(n * pg / 1024));
 
     ck_assert_uint_eq(KnVmDecommit(p, n * pg), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    info = q(p);
+    info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(info.attributes & (VMM_PAGE_ATTR_LOCKED | VMM_PAGE_ATTR_PINNED), 0);
-    ck_assert_int_eq(vmlck_kb(), lck0);
-    ck_assert_uint_eq(stats_now().pinned_bytes, 0);
+    ck_assert_int_eq(tu_vmlck_kb(), lck0);
+    ck_assert_uint_eq(tu_stats().pinned_bytes, 0);
 
     /* The region is still LOCKED: a later commit is full again. */
     ck_assert_uint_eq(KnVmCommit(p, n * pg, 0), rcOk);
@@ -186,13 +149,13 @@ START_TEST(decommit_middle_keeps_neighbours)
     assert_filled(p, 6 * pg, 1);
     for (size_t i = 10 * pg; i < n * pg; i++)
         ck_assert_int_eq(p[i], (char)((i * 13 + 1) % 251 + 1));
-    ck_assert_uint_eq(q(p + 5 * pg).state, VMM_PAGE_STATE_COMMITTED);
-    ck_assert_uint_eq(q(p + 6 * pg).state, VMM_PAGE_STATE_RESERVED);
-    ck_assert_uint_eq(q(p + 9 * pg).state, VMM_PAGE_STATE_RESERVED);
-    ck_assert_uint_eq(q(p + 10 * pg).state, VMM_PAGE_STATE_COMMITTED);
-    assert_perms(p + 5 * pg, "rw-p");
-    assert_perms(p + 6 * pg, "---p");
-    assert_perms(p + 10 * pg, "rw-p");
+    ck_assert_uint_eq(tu_query(p + 5 * pg).state, VMM_PAGE_STATE_COMMITTED);
+    ck_assert_uint_eq(tu_query(p + 6 * pg).state, VMM_PAGE_STATE_RESERVED);
+    ck_assert_uint_eq(tu_query(p + 9 * pg).state, VMM_PAGE_STATE_RESERVED);
+    ck_assert_uint_eq(tu_query(p + 10 * pg).state, VMM_PAGE_STATE_COMMITTED);
+    tu_assert_perms(p + 5 * pg, "rw-p");
+    tu_assert_perms(p + 6 * pg, "---p");
+    tu_assert_perms(p + 10 * pg, "rw-p");
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -216,12 +179,12 @@ START_TEST(reset_frees_and_reads_zero)
     char *p = full_region(n);
     ck_assert_uint_eq(KnVmReset(p, n * pg), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    VmQueryInfo info = q(p + pg);
+    VmQueryInfo info = tu_query(p + pg);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
     ck_assert_uint_eq(info.attributes & (VMM_PAGE_ATTR_LOCKED | VMM_PAGE_ATTR_PINNED), 0);
     ck_assert_uint_eq(info.protection, RW);
-    assert_perms(p, "rw-p");
+    tu_assert_perms(p, "rw-p");
     /* No further call: the pages are usable and read as zero. */
     assert_zero(p, n * pg);
     p[0] = 4;
@@ -239,7 +202,7 @@ START_TEST(reset_lazy_region)
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
     ck_assert_uint_eq(KnVmReset(p, n * pg), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    ck_assert_uint_ne(q(p).attributes & VMM_PAGE_ATTR_LAZY, 0);
+    ck_assert_uint_ne(tu_query(p).attributes & VMM_PAGE_ATTR_LAZY, 0);
     assert_zero(p, n * pg);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
@@ -252,10 +215,10 @@ START_TEST(reset_keeps_readonly_protection)
     ck_assert_uint_eq(KnVmProtect(p, n * pg, VMM_FLAG_READ), rcOk);
     ck_assert_uint_eq(KnVmReset(p, n * pg), rcOk);
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.protection, VMM_FLAG_READ);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
-    assert_perms(p, "r--p");
+    tu_assert_perms(p, "r--p");
     assert_zero(p, n * pg);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
@@ -277,15 +240,15 @@ START_TEST(reset_reserved_becomes_lazy_committed)
     size_t pg = tu_page(), n = 16;
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_nonnull(p);
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
     ck_assert_uint_eq(KnVmReset(p, n * pg), rcOk);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LAZY, 0);
     ck_assert_uint_eq(info.protection, RW);
-    assert_perms(p, "rw-p");
+    tu_assert_perms(p, "rw-p");
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
-    kosvmm_stats s1 = stats_now();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes + n * pg);
     ck_assert_uint_eq(s1.lazy_bytes, s0.lazy_bytes + n * pg);
     assert_zero(p, n * pg);
@@ -308,7 +271,7 @@ START_TEST(reset_middle_keeps_neighbours)
         ck_assert_int_eq(p[i], (char)((i * 13 + 1) % 251 + 1));
     assert_zero(p + 6 * pg, 4 * pg);
 
-    VmQueryInfo left = q(p + 5 * pg), mid = q(p + 6 * pg), right = q(p + 10 * pg);
+    VmQueryInfo left = tu_query(p + 5 * pg), mid = tu_query(p + 6 * pg), right = tu_query(p + 10 * pg);
     ck_assert_uint_ne(left.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_ne(right.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_ne(mid.attributes & VMM_PAGE_ATTR_LAZY, 0);

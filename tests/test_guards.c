@@ -17,14 +17,6 @@
 
 #define NPAGES 8
 
-static VmQueryInfo q(const void *va)
-{
-    VmQueryInfo info;
-    memset(&info, 0xA5, sizeof info);
-    ck_assert_uint_eq(KnVmQuery(va, &info), rcOk);
-    return info;
-}
-
 static char *alloc(int flags)
 {
     char *p = KnVmAllocate(RTL_NULL, NPAGES * tu_page(), flags);
@@ -35,7 +27,7 @@ static char *alloc(int flags)
 
 static void assert_guard(const char *g)
 {
-    VmQueryInfo info = q(g + 7);
+    VmQueryInfo info = tu_query(g + 7);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_GUARD, 0);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(info.protection, 0);
@@ -47,11 +39,11 @@ static void assert_guard(const char *g)
 static void assert_usable(char *p, int flags)
 {
     size_t size = NPAGES * tu_page();
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_ptr_eq(info.regionBase, p);
     ck_assert_uint_eq(info.regionSize, size);
     ck_assert_uint_eq(info.attributes & VMM_PAGE_ATTR_GUARD, 0);
-    ck_assert_uint_eq(q(p + size - 1).attributes & VMM_PAGE_ATTR_GUARD, 0);
+    ck_assert_uint_eq(tu_query(p + size - 1).attributes & VMM_PAGE_ATTR_GUARD, 0);
     ck_assert_uint_eq(info.regionFlags, (rtl_uint32_t)flags);
     p[0] = 1;
     p[size - 1] = 2;
@@ -202,8 +194,8 @@ START_TEST(range_starting_at_low_guard_not_found)
     /* Nothing changed. */
     assert_guard(lo);
     assert_guard(hi);
-    ck_assert_uint_eq(q(p).state, VMM_PAGE_STATE_RESERVED);
-    ck_assert_uint_eq(q(p).protection, RW);
+    ck_assert_uint_eq(tu_query(p).state, VMM_PAGE_STATE_RESERVED);
+    ck_assert_uint_eq(tu_query(p).protection, RW);
     ck_assert_uint_eq(KnVmUnmap(p, NPAGES * pg), rcOk);
 }
 END_TEST
@@ -218,7 +210,7 @@ START_TEST(range_into_high_guard_invalid)
     ck_assert_uint_eq(KnVmReset(p + (NPAGES - 1) * pg, 2 * pg), rcInvalidArgument);
     /* Validation comes first: nothing was committed or re-protected. */
     for (size_t i = 0; i < NPAGES; i++) {
-        VmQueryInfo info = q(p + i * pg);
+        VmQueryInfo info = tu_query(p + i * pg);
         ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
         ck_assert_uint_eq(info.protection, RW);
     }
@@ -254,8 +246,8 @@ START_TEST(unmap_removes_guards)
     ck_assert_int_eq(tu_is_mapped(lo), 0);
     ck_assert_int_eq(tu_is_mapped(p), 0);
     ck_assert_int_eq(tu_is_mapped(hi), 0);
-    ck_assert_uint_eq(q(lo).state, VMM_PAGE_STATE_FREE);
-    ck_assert_uint_eq(q(hi).state, VMM_PAGE_STATE_FREE);
+    ck_assert_uint_eq(tu_query(lo).state, VMM_PAGE_STATE_FREE);
+    ck_assert_uint_eq(tu_query(hi).state, VMM_PAGE_STATE_FREE);
 }
 END_TEST
 
@@ -285,8 +277,8 @@ START_TEST(guarded_fixed_allocation_needs_free_page_below)
     /* a + NPAGES*pg is free, but the page below it (the low guard's place) is still mapped. */
     ck_assert_ptr_null(KnVmAllocate(a + NPAGES * pg, 4 * pg, LAZY | LOW));
     ck_assert_uint_eq(kosvmm_last_error(), rcAlreadyExists);
-    ck_assert_uint_eq(q(a + (NPAGES - 1) * pg).attributes & VMM_PAGE_ATTR_GUARD, 0);
-    ck_assert_uint_eq(q(a + NPAGES * pg).state, VMM_PAGE_STATE_FREE);
+    ck_assert_uint_eq(tu_query(a + (NPAGES - 1) * pg).attributes & VMM_PAGE_ATTR_GUARD, 0);
+    ck_assert_uint_eq(tu_query(a + NPAGES * pg).state, VMM_PAGE_STATE_FREE);
     a[NPAGES * pg - 1] = 1;
     ck_assert_int_eq(a[NPAGES * pg - 1], 1);
     ck_assert_uint_eq(KnVmUnmap(a, NPAGES * pg), rcOk);

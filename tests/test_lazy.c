@@ -3,15 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <kosvmm/kosvmm.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,13 +23,6 @@ static char *pg(void *base, size_t i)
     return (char *)base + i * tu_page();
 }
 
-static kosvmm_stats stats(void)
-{
-    kosvmm_stats s;
-    ck_assert_uint_eq(kosvmm_get_stats(&s), rcOk);
-    return s;
-}
-
 static void set_config(uint32_t engine, uint32_t wmin, uint32_t wmax, uint32_t readahead)
 {
     kosvmm_lazy_config c = {.engine = engine, .window_min = wmin, .window_max = wmax, .readahead = readahead};
@@ -42,7 +32,7 @@ static void set_config(uint32_t engine, uint32_t wmin, uint32_t wmax, uint32_t r
 /* The engine lazy commits get here: userfaultfd needs /dev/userfaultfd access or privilege. */
 static bool uffd_engine(void)
 {
-    return stats().lazy_engine == KOSVMM_ENGINE_UFFD;
+    return tu_stats().lazy_engine == KOSVMM_ENGINE_UFFD;
 }
 
 /* ---- semantics, for both engines --------------------------------------------------------- */
@@ -71,13 +61,13 @@ END_TEST
 START_TEST(kernel_engine_never_reaches_the_handler)
 {
     set_config(KOSVMM_ENGINE_KERNEL, 1, 512, 1);
-    ck_assert_uint_eq(stats().lazy_engine, KOSVMM_ENGINE_KERNEL);
-    kosvmm_stats s0 = stats();
+    ck_assert_uint_eq(tu_stats().lazy_engine, KOSVMM_ENGINE_KERNEL);
+    kosvmm_stats s0 = tu_stats();
     char *a = KnVmAllocate(RTL_NULL, 64 * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
     for (size_t i = 0; i < 64; i++)
         pg(a, i)[0] = 1;
-    ck_assert_uint_eq(stats().uffd_faults, s0.uffd_faults);
+    ck_assert_uint_eq(tu_stats().uffd_faults, s0.uffd_faults);
     ck_assert_int_eq(tu_resident_pages(a, 64 * tu_page()), 64);
     ck_assert_uint_eq(KnVmUnmap(a, 64 * tu_page()), rcOk);
 }
@@ -146,10 +136,10 @@ START_TEST(sequential_stream_grows_the_window)
     const size_t n = 8192; /* 32 MiB */
     char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     for (size_t i = 0; i < n; i++)
         pg(a, i)[0] = (char)i;
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     /* Far fewer faults than pages: the window doubled up to 512 and read-ahead ran ahead. */
     ck_assert_uint_lt(s1.uffd_faults - s0.uffd_faults, n / 16);
     ck_assert_uint_eq(s1.lazy_window, 512);
@@ -187,7 +177,7 @@ START_TEST(random_access_is_demoted_and_costs_no_extra_memory)
     const size_t n = 16384;
     char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     srand(99);
     size_t touched = 0;
     for (size_t k = 0; k < 1000; k++) {
@@ -195,7 +185,7 @@ START_TEST(random_access_is_demoted_and_costs_no_extra_memory)
         touched += pg(a, i)[1] == 0;
         pg(a, i)[1] = 1;
     }
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     /* Before demotion a random neighbour may pass for a stream and get a 2-page window. */
     long resident = tu_resident_pages(a, n * tu_page());
     ck_assert_int_ge(resident, (long)touched);
@@ -395,10 +385,10 @@ START_TEST(fork_child_sees_zero_or_parent_data_and_keeps_working)
         for (size_t i = n / 2; i < n; i++)
             pg(a, i)[0] = 'c'; /* untouched lazy pages of the child fault like ordinary memory */
         char *b = KnVmAllocate(RTL_NULL, 256 * tu_page(), LAZY); /* the child's own engine */
-        kosvmm_stats s0 = stats();
+        kosvmm_stats s0 = tu_stats();
         for (size_t i = 0; b && i < 256; i++)
             pg(b, i)[0] = 'b';
-        kosvmm_stats s1 = stats();
+        kosvmm_stats s1 = tu_stats();
         bad += !b || (parent_uffd && s1.uffd_faults == s0.uffd_faults);
         _exit(bad ? 1 : 0);
     }
@@ -447,36 +437,18 @@ END_TEST
 
 /* ---- userfaultfd blocked ----------------------------------------------------------------- */
 
-/* A seccomp filter as a container runtime might install: userfaultfd(2) and the
- * /dev/userfaultfd ioctl fail with EPERM. */
-static void block_userfaultfd(void)
-{
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 3, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, USERFAULTFD_IOC_NEW, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
-    ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-    ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
-}
-
 START_TEST(blocked_userfaultfd_falls_back_to_the_kernel_engine)
 {
-    block_userfaultfd();
+    ck_assert_int_eq(tu_block_userfaultfd(), 0);
     ck_assert_int_lt(syscall(SYS_userfaultfd, O_CLOEXEC), 0);
     set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
-    ck_assert_uint_eq(stats().lazy_engine, KOSVMM_ENGINE_KERNEL);
+    ck_assert_uint_eq(tu_stats().lazy_engine, KOSVMM_ENGINE_KERNEL);
     char *a = KnVmAllocate(RTL_NULL, 128 * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
     for (size_t i = 0; i < 128; i++)
         ck_assert_int_eq(pg(a, i)[0]++, 0);
     ck_assert_int_eq(tu_resident_pages(a, 128 * tu_page()), 128);
-    ck_assert_uint_eq(stats().uffd_faults, 0);
+    ck_assert_uint_eq(tu_stats().uffd_faults, 0);
     ck_assert_uint_eq(KnVmUnmap(a, 128 * tu_page()), rcOk);
 }
 END_TEST

@@ -33,13 +33,6 @@ static char *pg(void *base, size_t i)
     return (char *)base + i * tu_page();
 }
 
-static kosvmm_stats stats(void)
-{
-    kosvmm_stats st;
-    ck_assert_uint_eq(kosvmm_get_stats(&st), rcOk);
-    return st;
-}
-
 static long read_long_file(const char *path)
 {
     FILE *f = fopen(path, "re");
@@ -129,19 +122,6 @@ static const map_range *find_range(const map_range *r, long n, uintptr_t a)
     return NULL;
 }
 
-static const char *expected_perms(rtl_uint32_t state, rtl_uint32_t prot)
-{
-    if (state != VMM_PAGE_STATE_COMMITTED)
-        return "---p";
-    switch (prot) {
-    case VMM_FLAG_READ: return "r--p";
-    case RW: return "rw-p";
-    case VMM_FLAG_READ | VMM_FLAG_EXECUTE: return "r-xp";
-    case VMM_FLAG_RWX_MASK: return "rwxp";
-    default: return "---p";
-    }
-}
-
 /* KnVmQuery and the kernel agree on every page of [base, base + npages); returns the committed count. */
 static size_t check_agreement(char *base, size_t npages, const map_range *r, long n)
 {
@@ -152,7 +132,7 @@ static size_t check_agreement(char *base, size_t npages, const map_range *r, lon
         ck_assert_msg(q.regionBase == base, "page %zu: regionBase %p, expected %p", i, q.regionBase, (void *)base);
         const map_range *m = find_range(r, n, (uintptr_t)pg(base, i));
         ck_assert_msg(m != NULL, "page %zu of the region is not in /proc/self/maps", i);
-        const char *want = expected_perms(q.state, q.protection);
+        const char *want = tu_expected_perms(q.state, q.protection);
         ck_assert_msg(memcmp(m->perms, want, 4) == 0, "page %zu: KnVmQuery state %u prot %u, but maps says %.4s", i,
                       q.state, q.protection, m->perms);
         committed += q.state == VMM_PAGE_STATE_COMMITTED;
@@ -172,7 +152,7 @@ START_TEST(test_max_map_count)
     ck_assert_ptr_nonnull(ranges);
     memset(ranges, 0, (size_t)cap * sizeof *ranges);
 
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     /* Each single-page commit in the middle of the reservation splits its VMA in three: two more
      * map entries per commit, so max_map_count/2 commits (plus a margin) reach the limit. */
     size_t npages = (size_t)max_maps + 2048;
@@ -191,7 +171,7 @@ START_TEST(test_max_map_count)
     ck_assert_msg(rc == rcOutOfMemory, "after %zu single-page commits: rc %#x, expected rcOutOfMemory", ok,
                   (unsigned)rc);
     ck_assert_uint_gt(ok, 100);
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_gt(s1.kernel_refusals, s0.kernel_refusals);
 
     /* Page by page, KnVmQuery agrees with the kernel. */
@@ -250,7 +230,7 @@ START_TEST(test_max_map_count)
         n = parse_maps(ranges, cap);
         ck_assert_int_gt(n, 0);
         size_t c = check_agreement(r, head, ranges, n);
-        kosvmm_stats si = stats();
+        kosvmm_stats si = tu_stats();
         ck_assert_msg(si.committed_bytes == s0.committed_bytes + c * P(),
                       "operation %u (rc %#x): committed_bytes %llu, Query counts %zu committed pages", i,
                       (unsigned)rc, (unsigned long long)(si.committed_bytes - s0.committed_bytes), c);
@@ -282,7 +262,7 @@ START_TEST(test_max_map_count)
     }
     ck_assert(!tu_is_mapped(r));
     ck_assert(!tu_is_mapped(pg(r, npages - 1)));
-    kosvmm_stats s2 = stats();
+    kosvmm_stats s2 = tu_stats();
     ck_assert_uint_eq(s2.regions, s0.regions);
     ck_assert_uint_eq(s2.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(s2.committed_bytes, s0.committed_bytes);
@@ -345,7 +325,7 @@ START_TEST(test_memlock_limit_unpinned)
     rl.rlim_cur = _i == 0 ? 0 : P(); /* no room at all / room for one page only */
     ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
 
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     char *p = KnVmAllocate(RTL_NULL, LOCK_PAGES * P(),
                            VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | RW);
     ck_assert_msg(p != RTL_NULL, "COMMIT|LOCKED allocation failed under a small RLIMIT_MEMLOCK: %#x",
@@ -361,7 +341,7 @@ START_TEST(test_memlock_limit_unpinned)
                       q.attributes);
     }
     ck_assert_int_eq(status_kb("VmLck:"), 0);
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_gt(s1.pin_refusals, s0.pin_refusals);
     ck_assert_uint_eq(s1.pinned_bytes, s0.pinned_bytes);
     ck_assert_uint_eq(s1.locked_bytes, s0.locked_bytes + LOCK_PAGES * P());
@@ -378,7 +358,7 @@ START_TEST(test_memlock_limit_unpinned)
     ck_assert_uint_eq(KnVmQuery(pg(l, 3), &q), rcOk);
     ck_assert_uint_ne(q.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(q.attributes & VMM_PAGE_ATTR_PINNED, 0);
-    kosvmm_stats s2 = stats();
+    kosvmm_stats s2 = tu_stats();
     ck_assert_uint_gt(s2.pin_refusals, s1.pin_refusals);
     ck_assert_uint_eq(s2.pinned_bytes, s0.pinned_bytes);
     ck_assert_int_eq(status_kb("VmLck:"), 0);
@@ -393,7 +373,7 @@ START_TEST(test_memlock_limit_unpinned)
         ck_assert_uint_eq(KnVmQuery(pinned, &q), rcOk);
         ck_assert_uint_ne(q.attributes & VMM_PAGE_ATTR_PINNED, 0);
         ck_assert_int_ge(status_kb("VmLck:"), (long)(LOCK_PAGES * P() / 1024));
-        ck_assert_uint_eq(stats().pinned_bytes, s0.pinned_bytes + LOCK_PAGES * P());
+        ck_assert_uint_eq(tu_stats().pinned_bytes, s0.pinned_bytes + LOCK_PAGES * P());
         ck_assert_uint_eq(KnVmUnmap(pinned, LOCK_PAGES * P()), rcOk);
         ck_assert_int_eq(status_kb("VmLck:"), 0);
     } else {
@@ -402,7 +382,7 @@ START_TEST(test_memlock_limit_unpinned)
 
     ck_assert_uint_eq(KnVmUnmap(p, LOCK_PAGES * P()), rcOk);
     ck_assert_uint_eq(KnVmUnmap(l, LOCK_PAGES * P()), rcOk);
-    kosvmm_stats s3 = stats();
+    kosvmm_stats s3 = tu_stats();
     ck_assert_uint_eq(s3.regions, s0.regions);
     ck_assert_uint_eq(s3.locked_bytes, s0.locked_bytes);
     ck_assert_uint_eq(s3.pinned_bytes, s0.pinned_bytes);
@@ -448,7 +428,7 @@ START_TEST(test_rlimit_as)
     rl.rlim_cur = (rlim_t)status_kb("VmSize:") * 1024 + 256u * 1024 * 1024; /* 256 MiB of headroom */
     ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
 
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     long lines0;
     unsigned long bytes0;
     maps_totals(&lines0, &bytes0);
@@ -474,7 +454,7 @@ START_TEST(test_rlimit_as)
     ck_assert_uint_eq(q.state, VMM_PAGE_STATE_FREE);
 
     /* Nothing changed. */
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes);
@@ -513,21 +493,21 @@ START_TEST(test_rlimit_as)
     ck_assert_ptr_eq(f, fixed);
     ck_assert_uint_eq(KnVmUnmap(f, gig), rcOk);
     ck_assert_uint_eq(KnVmUnmap(keep, 4 * P()), rcOk);
-    ck_assert_uint_eq(stats().regions, 0);
+    ck_assert_uint_eq(tu_stats().regions, 0);
 }
 END_TEST
 
 /* A reservation larger than any address space: refused, nothing changed, next call fine. */
 START_TEST(test_impossible_reservation)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     static const size_t shifts[] = { 62, 60, 57 };
     for (unsigned i = 0; i < 3; i++) {
         void *p = KnVmAllocate(RTL_NULL, (size_t)1 << shifts[i], VMM_FLAG_RESERVE);
         ck_assert_msg(p == RTL_NULL, "2^%zu bytes reserved at %p", shifts[i], p);
         ck_assert_uint_eq(kosvmm_last_error(), rcOutOfMemory);
     }
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes);
     void *p = KnVmAllocate(RTL_NULL, P(), VMM_FLAG_RESERVE);

@@ -12,21 +12,6 @@
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 #define RX (VMM_FLAG_READ | VMM_FLAG_EXECUTE)
 
-static VmQueryInfo q(const void *va)
-{
-    VmQueryInfo info;
-    memset(&info, 0xA5, sizeof info);
-    ck_assert_uint_eq(KnVmQuery(va, &info), rcOk);
-    return info;
-}
-
-static void assert_perms(const void *p, const char *want)
-{
-    char perms[5];
-    ck_assert_int_eq(tu_maps_perms(p, perms), 0);
-    ck_assert_str_eq(perms, want);
-}
-
 static char *committed(size_t n, int prot)
 {
     char *p = KnVmAllocate(RTL_NULL, n * tu_page(), VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | prot);
@@ -38,18 +23,18 @@ START_TEST(r_rw_r_transitions)
 {
     size_t pg = tu_page(), n = 8;
     char *p = committed(n, VMM_FLAG_READ);
-    assert_perms(p, "r--p");
-    ck_assert_uint_eq(q(p).protection, VMM_FLAG_READ);
+    tu_assert_perms(p, "r--p");
+    ck_assert_uint_eq(tu_query(p).protection, VMM_FLAG_READ);
 
     ck_assert_uint_eq(KnVmProtect(p, n * pg, RW), rcOk);
-    assert_perms(p, "rw-p");
-    assert_perms(p + (n - 1) * pg, "rw-p");
-    ck_assert_uint_eq(q(p + pg).protection, RW);
+    tu_assert_perms(p, "rw-p");
+    tu_assert_perms(p + (n - 1) * pg, "rw-p");
+    ck_assert_uint_eq(tu_query(p + pg).protection, RW);
     memset(p, 0x6B, n * pg);
 
     ck_assert_uint_eq(KnVmProtect(p, n * pg, VMM_FLAG_READ), rcOk);
-    assert_perms(p, "r--p");
-    VmQueryInfo info = q(p + 2 * pg);
+    tu_assert_perms(p, "r--p");
+    VmQueryInfo info = tu_query(p + 2 * pg);
     ck_assert_uint_eq(info.protection, VMM_FLAG_READ);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     for (size_t i = 0; i < n * pg; i++)
@@ -75,13 +60,13 @@ START_TEST(protect_partial_range)
     size_t pg = tu_page(), n = 8;
     char *p = committed(n, RW);
     ck_assert_uint_eq(KnVmProtect(p + 2 * pg, 3 * pg, VMM_FLAG_READ), rcOk);
-    assert_perms(p + pg, "rw-p");
-    assert_perms(p + 2 * pg, "r--p");
-    assert_perms(p + 4 * pg, "r--p");
-    assert_perms(p + 5 * pg, "rw-p");
-    ck_assert_uint_eq(q(p + pg).protection, RW);
-    ck_assert_uint_eq(q(p + 3 * pg).protection, VMM_FLAG_READ);
-    ck_assert_uint_eq(q(p + 5 * pg).protection, RW);
+    tu_assert_perms(p + pg, "rw-p");
+    tu_assert_perms(p + 2 * pg, "r--p");
+    tu_assert_perms(p + 4 * pg, "r--p");
+    tu_assert_perms(p + 5 * pg, "rw-p");
+    ck_assert_uint_eq(tu_query(p + pg).protection, RW);
+    ck_assert_uint_eq(tu_query(p + 3 * pg).protection, VMM_FLAG_READ);
+    ck_assert_uint_eq(tu_query(p + 5 * pg).protection, RW);
     p[pg] = 1;
     p[5 * pg] = 1;
     ck_assert_int_eq(p[pg] + p[5 * pg], 2);
@@ -96,16 +81,16 @@ START_TEST(protect_none_keeps_contents_and_reopens)
     for (size_t i = 0; i < n * pg; i++)
         p[i] = (char)(i % 241);
     ck_assert_uint_eq(KnVmProtect(p, n * pg, 0), rcOk);
-    assert_perms(p, "---p");
-    VmQueryInfo info = q(p);
+    tu_assert_perms(p, "---p");
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.protection, 0);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     /* Contents are kept: still resident. */
     ck_assert_int_eq(tu_resident_pages(p, n * pg), (long)n);
 
     ck_assert_uint_eq(KnVmProtect(p, n * pg, RW), rcOk);
-    assert_perms(p, "rw-p");
-    ck_assert_uint_eq(q(p).protection, RW);
+    tu_assert_perms(p, "rw-p");
+    ck_assert_uint_eq(tu_query(p).protection, RW);
     for (size_t i = 0; i < n * pg; i++)
         ck_assert_int_eq(p[i], (char)(i % 241));
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
@@ -129,15 +114,15 @@ START_TEST(protect_reserved_records_protection)
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_nonnull(p);
     ck_assert_uint_eq(KnVmProtect(p, n * pg, VMM_FLAG_READ), rcOk);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(info.protection, VMM_FLAG_READ);
-    assert_perms(p, "---p");
+    tu_assert_perms(p, "---p");
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
 
     ck_assert_uint_eq(KnVmCommit(p, n * pg, VMM_FLAG_LOCKED), rcOk);
-    assert_perms(p, "r--p");
-    info = q(p);
+    tu_assert_perms(p, "r--p");
+    info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_eq(info.protection, VMM_FLAG_READ);
     ck_assert_int_eq(((volatile char *)p)[0], 0);
@@ -151,7 +136,7 @@ START_TEST(protect_reserved_stays_inaccessible)
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE);
     ck_assert_ptr_nonnull(p);
     ck_assert_uint_eq(KnVmProtect(p, n * pg, RW), rcOk);
-    assert_perms(p, "---p");
+    tu_assert_perms(p, "---p");
     volatile char *v = p;
     *v = 1;
 }
@@ -163,10 +148,10 @@ START_TEST(protect_decommitted_then_commit_gets_it)
     char *p = committed(n, RW);
     ck_assert_uint_eq(KnVmDecommit(p, n * pg), rcOk);
     ck_assert_uint_eq(KnVmProtect(p, n * pg, RX), rcOk);
-    assert_perms(p, "---p");
+    tu_assert_perms(p, "---p");
     ck_assert_uint_eq(KnVmCommit(p, n * pg, 0), rcOk);
-    assert_perms(p, "r-xp");
-    ck_assert_uint_eq(q(p).protection, RX);
+    tu_assert_perms(p, "r-xp");
+    ck_assert_uint_eq(tu_query(p).protection, RX);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -175,16 +160,16 @@ START_TEST(rx_perms)
 {
     size_t pg = tu_page(), n = 4;
     char *p = committed(n, RX);
-    assert_perms(p, "r-xp");
-    ck_assert_uint_eq(q(p).protection, RX);
+    tu_assert_perms(p, "r-xp");
+    ck_assert_uint_eq(tu_query(p).protection, RX);
 
     char *r = committed(n, RW);
     ck_assert_uint_eq(KnVmProtect(r, n * pg, RX), rcOk);
-    assert_perms(r, "r-xp");
-    ck_assert_uint_eq(q(r).protection, RX);
+    tu_assert_perms(r, "r-xp");
+    ck_assert_uint_eq(tu_query(r).protection, RX);
     ck_assert_uint_eq(KnVmProtect(r, n * pg, VMM_FLAG_RWX_MASK), rcOk);
-    assert_perms(r, "rwxp");
-    ck_assert_uint_eq(q(r).protection, VMM_FLAG_RWX_MASK);
+    tu_assert_perms(r, "rwxp");
+    ck_assert_uint_eq(tu_query(r).protection, VMM_FLAG_RWX_MASK);
 
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
     ck_assert_uint_eq(KnVmUnmap(r, n * pg), rcOk);
@@ -211,11 +196,11 @@ START_TEST(rejected_new_flags_change_nothing)
     int bad = bad_prot[_i];
     char *p = committed(n, RW);
     memset(p, 0x2D, n * pg);
-    VmQueryInfo before = q(p);
+    VmQueryInfo before = tu_query(p);
 
     ck_assert_msg(KnVmProtect(p, n * pg, bad) == rcInvalidArgument, "newFlags %#x not rejected", (unsigned)bad);
-    assert_perms(p, "rw-p");
-    VmQueryInfo after = q(p);
+    tu_assert_perms(p, "rw-p");
+    VmQueryInfo after = tu_query(p);
     ck_assert_uint_eq(after.protection, before.protection);
     ck_assert_uint_eq(after.state, before.state);
     ck_assert_uint_eq(after.attributes, before.attributes);
@@ -235,10 +220,10 @@ START_TEST(rejected_new_flags_on_reserved_change_nothing)
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_READ);
     ck_assert_ptr_nonnull(p);
     ck_assert_msg(KnVmProtect(p, n * pg, bad) == rcInvalidArgument, "newFlags %#x not rejected", (unsigned)bad);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.protection, VMM_FLAG_READ);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
-    assert_perms(p, "---p");
+    tu_assert_perms(p, "---p");
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -254,9 +239,9 @@ START_TEST(protect_range_errors)
     ck_assert_uint_eq(KnVmProtect(p, (n + 1) * pg, VMM_FLAG_READ), rcInvalidArgument);
     uintptr_t page_of_local = (uintptr_t)&local & ~(uintptr_t)(pg - 1);
     ck_assert_uint_eq(KnVmProtect((void *)page_of_local, pg, VMM_FLAG_READ), rcResourceNotFound);
-    assert_perms(p, "rw-p");
-    ck_assert_uint_eq(q(p).protection, RW);
-    ck_assert_uint_eq(q(p + (n - 1) * pg).protection, RW);
+    tu_assert_perms(p, "rw-p");
+    ck_assert_uint_eq(tu_query(p).protection, RW);
+    ck_assert_uint_eq(tu_query(p + (n - 1) * pg).protection, RW);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST

@@ -13,17 +13,9 @@
 
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 
-static VmQueryInfo q(const void *va)
-{
-    VmQueryInfo info;
-    memset(&info, 0xA5, sizeof info);
-    ck_assert_uint_eq(KnVmQuery(va, &info), rcOk);
-    return info;
-}
-
 static void assert_free(const void *va)
 {
-    VmQueryInfo info = q(va);
+    VmQueryInfo info = tu_query(va);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_FREE);
     ck_assert_ptr_null(info.regionBase);
     ck_assert_uint_eq(info.protection, 0);
@@ -58,7 +50,7 @@ START_TEST(free_after_unmap)
     size_t pg = tu_page();
     char *p = KnVmAllocate(RTL_NULL, 4 * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW);
     ck_assert_ptr_nonnull(p);
-    ck_assert_uint_eq(q(p).state, VMM_PAGE_STATE_COMMITTED);
+    ck_assert_uint_eq(tu_query(p).state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_eq(KnVmUnmap(p, 4 * pg), rcOk);
     assert_free(p);
     assert_free(p + 3 * pg);
@@ -84,13 +76,13 @@ START_TEST(region_base_and_size)
     ck_assert_ptr_nonnull(p);
     size_t probes[] = { 0, 1, 5 * pg + 17, n * pg - 1 };
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
-        VmQueryInfo info = q(p + probes[i]);
+        VmQueryInfo info = tu_query(p + probes[i]);
         ck_assert_ptr_eq(info.regionBase, p);
         ck_assert_uint_eq(info.regionSize, n * pg);
         ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     }
     /* The byte just past the region is not part of it. */
-    VmQueryInfo past = q(p + n * pg);
+    VmQueryInfo past = tu_query(p + n * pg);
     ck_assert_ptr_ne(past.regionBase, p);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
@@ -101,10 +93,10 @@ START_TEST(page_base_of_unaligned_va)
     size_t pg = tu_page(), n = 8;
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_nonnull(p);
-    ck_assert_ptr_eq(q(p + 3 * pg + 123).pageBase, p + 3 * pg);
-    ck_assert_ptr_eq(q(p + 3 * pg).pageBase, p + 3 * pg);
-    ck_assert_ptr_eq(q(p + 4 * pg - 1).pageBase, p + 3 * pg);
-    ck_assert_ptr_eq(q(p + 1).pageBase, p);
+    ck_assert_ptr_eq(tu_query(p + 3 * pg + 123).pageBase, p + 3 * pg);
+    ck_assert_ptr_eq(tu_query(p + 3 * pg).pageBase, p + 3 * pg);
+    ck_assert_ptr_eq(tu_query(p + 4 * pg - 1).pageBase, p + 3 * pg);
+    ck_assert_ptr_eq(tu_query(p + 1).pageBase, p);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -114,33 +106,33 @@ START_TEST(run_size_tracks_identical_pages)
     size_t pg = tu_page(), n = 16;
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_nonnull(p);
-    ck_assert_uint_eq(q(p).runSize, n * pg);
-    ck_assert_uint_eq(q(p + 15 * pg).runSize, pg);
+    ck_assert_uint_eq(tu_query(p).runSize, n * pg);
+    ck_assert_uint_eq(tu_query(p + 15 * pg).runSize, pg);
 
     ck_assert_uint_eq(KnVmCommit(p + 6 * pg, 4 * pg, 0), rcOk);
     /* reserved [0,6) committed [6,10) reserved [10,16) */
-    VmQueryInfo a = q(p);
+    VmQueryInfo a = tu_query(p);
     ck_assert_uint_eq(a.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(a.runSize, 6 * pg);
-    ck_assert_uint_eq(q(p + 2 * pg + 9).runSize, 4 * pg);
-    ck_assert_uint_eq(q(p + 5 * pg).runSize, pg);
+    ck_assert_uint_eq(tu_query(p + 2 * pg + 9).runSize, 4 * pg);
+    ck_assert_uint_eq(tu_query(p + 5 * pg).runSize, pg);
 
-    VmQueryInfo m = q(p + 6 * pg);
+    VmQueryInfo m = tu_query(p + 6 * pg);
     ck_assert_uint_eq(m.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_eq(m.runSize, 4 * pg);
-    ck_assert_uint_eq(q(p + 8 * pg).runSize, 2 * pg);
-    ck_assert_uint_eq(q(p + 9 * pg + 1).runSize, pg);
+    ck_assert_uint_eq(tu_query(p + 8 * pg).runSize, 2 * pg);
+    ck_assert_uint_eq(tu_query(p + 9 * pg + 1).runSize, pg);
 
-    VmQueryInfo e = q(p + 10 * pg);
+    VmQueryInfo e = tu_query(p + 10 * pg);
     ck_assert_uint_eq(e.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(e.runSize, 6 * pg);
-    ck_assert_uint_eq(q(p + 15 * pg).runSize, pg);
+    ck_assert_uint_eq(tu_query(p + 15 * pg).runSize, pg);
 
     /* A protection change splits the run too. */
     ck_assert_uint_eq(KnVmProtect(p + 7 * pg, pg, VMM_FLAG_READ), rcOk);
-    ck_assert_uint_eq(q(p + 6 * pg).runSize, pg);
-    ck_assert_uint_eq(q(p + 7 * pg).runSize, pg);
-    ck_assert_uint_eq(q(p + 8 * pg).runSize, 2 * pg);
+    ck_assert_uint_eq(tu_query(p + 6 * pg).runSize, pg);
+    ck_assert_uint_eq(tu_query(p + 7 * pg).runSize, pg);
+    ck_assert_uint_eq(tu_query(p + 8 * pg).runSize, 2 * pg);
     ck_assert_uint_eq(KnVmUnmap(p, n * pg), rcOk);
 }
 END_TEST
@@ -157,7 +149,7 @@ START_TEST(region_flags_echo)
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         char *p = KnVmAllocate(RTL_NULL, 4 * pg, variants[i]);
         ck_assert_msg(p != NULL, "flags %#x rejected", (unsigned)variants[i]);
-        VmQueryInfo info = q(p + pg);
+        VmQueryInfo info = tu_query(p + pg);
         ck_assert_uint_eq(info.regionFlags, (rtl_uint32_t)variants[i]);
         ck_assert_uint_eq(info.protection, (rtl_uint32_t)(variants[i] & VMM_FLAG_RWX_MASK));
         ck_assert_uint_eq(KnVmUnmap(p, 4 * pg), rcOk);
@@ -170,14 +162,14 @@ START_TEST(attributes_grow_down)
     size_t pg = tu_page(), n = 8;
     char *g = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW | VMM_FLAG_GROW_DOWN);
     ck_assert_ptr_nonnull(g);
-    ck_assert_uint_ne(q(g).attributes & VMM_PAGE_ATTR_GROW_DOWN, 0);
-    ck_assert_uint_ne(q(g + (n - 1) * pg).attributes & VMM_PAGE_ATTR_GROW_DOWN, 0);
+    ck_assert_uint_ne(tu_query(g).attributes & VMM_PAGE_ATTR_GROW_DOWN, 0);
+    ck_assert_uint_ne(tu_query(g + (n - 1) * pg).attributes & VMM_PAGE_ATTR_GROW_DOWN, 0);
     g[(n - 1) * pg] = 1; /* usable like any committed page */
     ck_assert_int_eq(g[(n - 1) * pg], 1);
 
     char *h = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW);
     ck_assert_ptr_nonnull(h);
-    ck_assert_uint_eq(q(h).attributes & VMM_PAGE_ATTR_GROW_DOWN, 0);
+    ck_assert_uint_eq(tu_query(h).attributes & VMM_PAGE_ATTR_GROW_DOWN, 0);
 
     ck_assert_uint_eq(KnVmUnmap(g, n * pg), rcOk);
     ck_assert_uint_eq(KnVmUnmap(h, n * pg), rcOk);
@@ -189,7 +181,7 @@ START_TEST(attributes_and_protection_by_state)
     size_t pg = tu_page(), n = 4;
     char *full = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | VMM_FLAG_READ);
     ck_assert_ptr_nonnull(full);
-    VmQueryInfo info = q(full);
+    VmQueryInfo info = tu_query(full);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_eq(info.protection, VMM_FLAG_READ);
     ck_assert_uint_ne(info.attributes & VMM_PAGE_ATTR_LOCKED, 0);
@@ -198,7 +190,7 @@ START_TEST(attributes_and_protection_by_state)
 
     char *res = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | RW | VMM_FLAG_CACHE_DISABLE);
     ck_assert_ptr_nonnull(res);
-    info = q(res + pg + 5);
+    info = tu_query(res + pg + 5);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(info.protection, RW); /* will have once committed */
     ck_assert_uint_eq(info.cache, VMM_FLAG_CACHE_DISABLE);
@@ -216,12 +208,12 @@ START_TEST(query_after_partial_unmap)
     char *p = KnVmAllocate(RTL_NULL, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW);
     ck_assert_ptr_nonnull(p);
     ck_assert_uint_eq(KnVmUnmap(p + 4 * pg, 4 * pg), rcOk);
-    VmQueryInfo lo = q(p + pg), hi = q(p + 9 * pg);
+    VmQueryInfo lo = tu_query(p + pg), hi = tu_query(p + 9 * pg);
     ck_assert_ptr_eq(lo.regionBase, p);
     ck_assert_uint_eq(lo.regionSize, 4 * pg);
     ck_assert_ptr_eq(hi.regionBase, p + 8 * pg);
     ck_assert_uint_eq(hi.regionSize, 4 * pg);
-    ck_assert_uint_eq(q(p + 5 * pg).state, VMM_PAGE_STATE_FREE);
+    ck_assert_uint_eq(tu_query(p + 5 * pg).state, VMM_PAGE_STATE_FREE);
     ck_assert_uint_eq(KnVmUnmap(p, 4 * pg), rcOk);
     ck_assert_uint_eq(KnVmUnmap(p + 8 * pg, 4 * pg), rcOk);
 }

@@ -12,22 +12,6 @@
 
 #define TIB ((rtl_size_t)1 << 40)
 
-static VmQueryInfo q(const void *va)
-{
-    VmQueryInfo info;
-    memset(&info, 0xA5, sizeof info);
-    ck_assert_uint_eq(KnVmQuery(va, &info), rcOk);
-    return info;
-}
-
-static kosvmm_stats stats_now(void)
-{
-    kosvmm_stats s;
-    memset(&s, 0, sizeof s);
-    ck_assert_uint_eq(kosvmm_get_stats(&s), rcOk);
-    return s;
-}
-
 /* Reserves and unmaps n pages to find a free, page-aligned address range. */
 static char *free_address(size_t n)
 {
@@ -53,7 +37,7 @@ START_TEST(reserve_only_is_prot_none_and_not_resident)
     ck_assert_str_eq(perms, "---p");
     ck_assert_int_eq(tu_resident_pages(p, n * pg), 0);
 
-    VmQueryInfo info = q(p + 5 * pg);
+    VmQueryInfo info = tu_query(p + 5 * pg);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_ptr_eq(info.regionBase, p);
     ck_assert_uint_eq(info.regionSize, n * pg);
@@ -91,13 +75,13 @@ START_TEST(fixed_address_honoured)
 {
     size_t pg = tu_page(), n = 16;
     char *want = free_address(n);
-    VmQueryInfo info = q(want);
+    VmQueryInfo info = tu_query(want);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_FREE);
 
     char *p = KnVmAllocate(want, n * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
     ck_assert_ptr_eq(p, want);
     ck_assert_uint_eq(kosvmm_last_error(), rcOk);
-    info = q(want + 3 * pg);
+    info = tu_query(want + 3 * pg);
     ck_assert_ptr_eq(info.regionBase, want);
     ck_assert_uint_eq(info.regionSize, n * pg);
     p[0] = 1;
@@ -124,7 +108,7 @@ START_TEST(fixed_overlap_kosvmm_region_already_exists)
     ck_assert_ptr_nonnull(a);
     for (size_t i = 0; i < n * pg; i++)
         a[i] = (char)(i * 7 + 1);
-    kosvmm_stats before = stats_now();
+    kosvmm_stats before = tu_stats();
 
     /* Exactly the same range, a range inside, and a range straddling the start of the region. */
     ck_assert_ptr_null(KnVmAllocate(a, n * pg, VMM_FLAG_RESERVE));
@@ -145,11 +129,11 @@ START_TEST(fixed_overlap_kosvmm_region_already_exists)
     char perms[5];
     ck_assert_int_eq(tu_maps_perms(a + 2 * pg, perms), 0);
     ck_assert_str_eq(perms, "rw-p");
-    VmQueryInfo info = q(a + 2 * pg);
+    VmQueryInfo info = tu_query(a + 2 * pg);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_ptr_eq(info.regionBase, a);
     ck_assert_uint_eq(info.regionSize, n * pg);
-    kosvmm_stats after = stats_now();
+    kosvmm_stats after = tu_stats();
     ck_assert_uint_eq(after.regions, before.regions);
     ck_assert_uint_eq(after.reserved_bytes, before.reserved_bytes);
 
@@ -172,14 +156,14 @@ START_TEST(fixed_overlap_foreign_mapping_already_exists)
     char perms[5];
     ck_assert_int_eq(tu_maps_perms(m + pg, perms), 0);
     ck_assert_str_eq(perms, "rw-p");
-    ck_assert_uint_eq(q(m + pg).state, VMM_PAGE_STATE_FREE);
+    ck_assert_uint_eq(tu_query(m + pg).state, VMM_PAGE_STATE_FREE);
     ck_assert_int_eq(munmap(m, n * pg), 0);
 }
 END_TEST
 
 START_TEST(reserve_one_tib)
 {
-    kosvmm_stats before = stats_now();
+    kosvmm_stats before = tu_stats();
     char *p = KnVmAllocate(RTL_NULL, TIB, VMM_FLAG_RESERVE | VMM_FLAG_READ | VMM_FLAG_WRITE);
     ck_assert_ptr_nonnull(p);
     ck_assert_uint_eq(kosvmm_last_error(), rcOk);
@@ -187,19 +171,19 @@ START_TEST(reserve_one_tib)
     char *last = p + TIB - tu_page();
     ck_assert_int_eq(tu_is_mapped(p), 1);
     ck_assert_int_eq(tu_is_mapped(last), 1);
-    VmQueryInfo info = q(last);
+    VmQueryInfo info = tu_query(last);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_ptr_eq(info.regionBase, p);
     ck_assert_uint_eq(info.regionSize, TIB);
-    kosvmm_stats mid = stats_now();
+    kosvmm_stats mid = tu_stats();
     ck_assert_uint_eq(mid.reserved_bytes, before.reserved_bytes + TIB);
     ck_assert_uint_eq(mid.regions, before.regions + 1);
 
     ck_assert_uint_eq(KnVmUnmap(p, TIB), rcOk);
     ck_assert_int_eq(tu_is_mapped(p), 0);
     ck_assert_int_eq(tu_is_mapped(last), 0);
-    ck_assert_uint_eq(q(p).state, VMM_PAGE_STATE_FREE);
-    kosvmm_stats after = stats_now();
+    ck_assert_uint_eq(tu_query(p).state, VMM_PAGE_STATE_FREE);
+    kosvmm_stats after = tu_stats();
     ck_assert_uint_eq(after.reserved_bytes, before.reserved_bytes);
     ck_assert_uint_eq(after.regions, before.regions);
 }
@@ -223,7 +207,7 @@ START_TEST(allowed_protection_reserve)
     char *p = KnVmAllocate(RTL_NULL, 4 * pg, VMM_FLAG_RESERVE | prot);
     ck_assert_msg(p != NULL, "prot %#x rejected", prot);
     ck_assert_uint_eq(kosvmm_last_error(), rcOk);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_RESERVED);
     ck_assert_uint_eq(info.protection, (rtl_uint32_t)prot);
     char perms[5];
@@ -240,7 +224,7 @@ START_TEST(allowed_protection_commit)
     char *p = KnVmAllocate(RTL_NULL, 4 * pg, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | prot);
     ck_assert_msg(p != NULL, "prot %#x rejected", prot);
     ck_assert_uint_eq(kosvmm_last_error(), rcOk);
-    VmQueryInfo info = q(p);
+    VmQueryInfo info = tu_query(p);
     ck_assert_uint_eq(info.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_eq(info.protection, (rtl_uint32_t)prot);
     char perms[5];
@@ -261,7 +245,7 @@ START_TEST(cache_mode_recorded)
     int flags = VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE | cache;
     char *p = KnVmAllocate(RTL_NULL, 4 * pg, flags);
     ck_assert_msg(p != NULL, "cache mode %#x rejected", cache);
-    VmQueryInfo info = q(p + pg);
+    VmQueryInfo info = tu_query(p + pg);
     ck_assert_uint_eq(info.cache, (rtl_uint32_t)cache);
     ck_assert_uint_eq(info.regionFlags, (rtl_uint32_t)flags);
     /* Host RAM is always write-back: the mapping behaves normally whatever the mode. */
@@ -283,27 +267,27 @@ END_TEST
 START_TEST(stats_regions_and_reserved_bytes)
 {
     size_t pg = tu_page();
-    kosvmm_stats s0 = stats_now();
+    kosvmm_stats s0 = tu_stats();
     char *a = KnVmAllocate(RTL_NULL, 16 * pg, VMM_FLAG_RESERVE);
     ck_assert_ptr_nonnull(a);
-    kosvmm_stats s1 = stats_now();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions + 1);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes + 16 * pg);
 
     /* Guard pages are not counted. */
     char *b = KnVmAllocate(RTL_NULL, 8 * pg, VMM_FLAG_RESERVE | VMM_FLAG_LOW_GUARD | VMM_FLAG_HIGH_GUARD);
     ck_assert_ptr_nonnull(b);
-    kosvmm_stats s2 = stats_now();
+    kosvmm_stats s2 = tu_stats();
     ck_assert_uint_eq(s2.regions, s0.regions + 2);
     ck_assert_uint_eq(s2.reserved_bytes, s0.reserved_bytes + 24 * pg);
 
     ck_assert_uint_eq(KnVmUnmap(a, 16 * pg), rcOk);
-    kosvmm_stats s3 = stats_now();
+    kosvmm_stats s3 = tu_stats();
     ck_assert_uint_eq(s3.regions, s0.regions + 1);
     ck_assert_uint_eq(s3.reserved_bytes, s0.reserved_bytes + 8 * pg);
 
     ck_assert_uint_eq(KnVmUnmap(b, 8 * pg), rcOk);
-    kosvmm_stats s4 = stats_now();
+    kosvmm_stats s4 = tu_stats();
     ck_assert_uint_eq(s4.regions, s0.regions);
     ck_assert_uint_eq(s4.reserved_bytes, s0.reserved_bytes);
 }

@@ -23,13 +23,6 @@ static char *pg(void *base, size_t i)
     return (char *)base + i * tu_page();
 }
 
-static kosvmm_stats stats(void)
-{
-    kosvmm_stats st;
-    ck_assert_uint_eq(kosvmm_get_stats(&st), rcOk);
-    return st;
-}
-
 static void expect_stats_equal(const kosvmm_stats *a, const kosvmm_stats *b)
 {
     ck_assert_uint_eq(a->regions, b->regions);
@@ -103,19 +96,6 @@ static int page_zero(const void *page)
         if (c[off])
             return 0;
     return 1;
-}
-
-static const char *expected_perms(rtl_uint32_t state, rtl_uint32_t prot)
-{
-    if (state != VMM_PAGE_STATE_COMMITTED)
-        return "---p";
-    switch (prot) {
-    case VMM_FLAG_READ: return "r--p";
-    case RW: return "rw-p";
-    case VMM_FLAG_READ | VMM_FLAG_EXECUTE: return "r-xp";
-    case VMM_FLAG_RWX_MASK: return "rwxp";
-    default: return "---p";
-    }
 }
 
 /* Self-consistency of one KnVmQuery answer for an address that may be anything. */
@@ -233,7 +213,7 @@ static void *racing_query(void *arg)
 
 START_TEST(test_private_loops)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     worker w[NTHREADS + 1];
     memset(w, 0, sizeof w);
     for (int i = 0; i <= NTHREADS; i++) {
@@ -248,7 +228,7 @@ START_TEST(test_private_loops)
     ck_assert_msg(w[NTHREADS].errors == 0, "querying thread: %s", w[NTHREADS].msg);
     for (int i = 0; i < NTHREADS; i++)
         ck_assert_int_eq(w[i].ops, PRIV_ITERS);
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     expect_stats_equal(&s0, &s1);
     ck_assert_uint_eq(s1.regions, 0);
 }
@@ -307,7 +287,7 @@ static void *disjoint_loop(void *arg)
 
 START_TEST(test_shared_disjoint)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     const size_t npages = NTHREADS * OWN;
     char *r = KnVmAllocate(RTL_NULL, npages * P(), VMM_FLAG_RESERVE | RW | (_i ? VMM_FLAG_LOCKED : 0));
     ck_assert_ptr_nonnull(r);
@@ -332,16 +312,16 @@ START_TEST(test_shared_disjoint)
         ck_assert_ptr_eq(q.regionBase, r);
         char perms[5];
         ck_assert_int_eq(tu_maps_perms(pg(r, p), perms), 0);
-        ck_assert_msg(memcmp(perms, expected_perms(q.state, q.protection), 4) == 0, "page %zu: maps %.4s", p,
+        ck_assert_msg(memcmp(perms, tu_expected_perms(q.state, q.protection), 4) == 0, "page %zu: maps %.4s", p,
                       perms);
         if (committed)
             ck_assert_msg(page_has(pg(r, p), (int)(p / OWN), -1, p % OWN), "page %zu: wrong contents", p);
     }
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes + npages / 2 * P());
     ck_assert_uint_eq(s1.committed_bytes, s1.lazy_bytes + s1.locked_bytes);
     ck_assert_uint_eq(KnVmUnmap(r, npages * P()), rcOk);
-    kosvmm_stats s2 = stats();
+    kosvmm_stats s2 = tu_stats();
     expect_stats_equal(&s0, &s2);
 }
 END_TEST
@@ -388,7 +368,7 @@ static void *split_unmapper(void *arg)
 
 START_TEST(test_shared_concurrent_unmap)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     const size_t npages = NTHREADS * OWN;
     char *r = KnVmAllocate(RTL_NULL, npages * P(), VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW);
     ck_assert_ptr_nonnull(r);
@@ -407,7 +387,7 @@ START_TEST(test_shared_concurrent_unmap)
         ck_assert_int_eq(w[i].ops, OWN);
     for (size_t p = 0; p < npages; p++)
         ck_assert(!tu_is_mapped(pg(r, p)));
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     expect_stats_equal(&s0, &s1);
 }
 END_TEST
@@ -467,7 +447,7 @@ static void *overlap_querier(void *arg)
 
 START_TEST(test_shared_overlap)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     int flags = VMM_FLAG_RESERVE | RW | (_i ? VMM_FLAG_LOCKED : 0);
     char *r = KnVmAllocate(RTL_NULL, OVL_PAGES * P(), flags);
     ck_assert_ptr_nonnull(r);
@@ -501,7 +481,7 @@ START_TEST(test_shared_overlap)
         ck_assert(q.state == VMM_PAGE_STATE_RESERVED || q.state == VMM_PAGE_STATE_COMMITTED);
         char perms[5];
         ck_assert_int_eq(tu_maps_perms(pg(r, p), perms), 0);
-        ck_assert_msg(memcmp(perms, expected_perms(q.state, q.protection), 4) == 0,
+        ck_assert_msg(memcmp(perms, tu_expected_perms(q.state, q.protection), 4) == 0,
                       "page %zu: state %u prot %u but maps %.4s", p, q.state, q.protection, perms);
         if (q.state == VMM_PAGE_STATE_COMMITTED) {
             committed++;
@@ -513,7 +493,7 @@ START_TEST(test_shared_overlap)
                 (void)*(volatile char *)pg(r, p); /* readable */
         }
     }
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes + committed * P());
     ck_assert_uint_eq(s1.lazy_bytes, s0.lazy_bytes + lazy * P());
     ck_assert_uint_eq(s1.locked_bytes, s0.locked_bytes + full * P());
@@ -526,7 +506,7 @@ START_TEST(test_shared_overlap)
     for (size_t p = 0; p < OVL_PAGES; p++)
         ck_assert(page_has(pg(r, p), 5, 5, p));
     ck_assert_uint_eq(KnVmUnmap(r, OVL_PAGES * P()), rcOk);
-    kosvmm_stats s2 = stats();
+    kosvmm_stats s2 = tu_stats();
     expect_stats_equal(&s0, &s2);
 }
 END_TEST
@@ -553,7 +533,7 @@ static void expect_region(void *base, size_t size)
 
 START_TEST(test_100k_regions)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     ck_assert_uint_eq(s0.regions, 0);
     void **v = malloc(MANY * sizeof *v);
     ck_assert_ptr_nonnull(v);
@@ -561,7 +541,7 @@ START_TEST(test_100k_regions)
         v[i] = KnVmAllocate(RTL_NULL, P(), VMM_FLAG_RESERVE | RW);
         ck_assert_msg(v[i] != RTL_NULL, "allocation %zu failed: %#x", i, (unsigned)kosvmm_last_error());
     }
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, MANY);
     ck_assert_uint_eq(s1.reserved_bytes, (uint64_t)MANY * P());
     for (size_t i = 0; i < MANY; i++)
@@ -578,7 +558,7 @@ START_TEST(test_100k_regions)
     /* Unmap every other one; the rest still answer right. */
     for (size_t i = 0; i < MANY; i += 2)
         ck_assert_uint_eq(KnVmUnmap(v[i], P()), rcOk);
-    ck_assert_uint_eq(stats().regions, MANY / 2);
+    ck_assert_uint_eq(tu_stats().regions, MANY / 2);
     for (size_t i = 0; i < MANY; i++) {
         if (i % 2) {
             expect_region(v[i], P());
@@ -590,7 +570,7 @@ START_TEST(test_100k_regions)
     }
     for (size_t i = MANY - 1; i < MANY; i -= 2) /* the odd ones, from the top down */
         ck_assert_uint_eq(KnVmUnmap(v[i], P()), rcOk);
-    kosvmm_stats s2 = stats();
+    kosvmm_stats s2 = tu_stats();
     ck_assert_uint_eq(s2.regions, 0);
     expect_stats_equal(&s0, &s2);
     ck_assert(!tu_is_mapped(v[0]));
@@ -641,7 +621,7 @@ START_TEST(test_100k_regions_threads)
     run_workers(w, MANY_THREADS, many_worker);
     for (int i = 0; i < MANY_THREADS; i++)
         ck_assert_int_eq(w[i].ops, MANY / MANY_THREADS);
-    kosvmm_stats s = stats();
+    kosvmm_stats s = tu_stats();
     ck_assert_uint_eq(s.regions, 0);
     ck_assert_uint_eq(s.reserved_bytes, 0);
 }

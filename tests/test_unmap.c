@@ -24,22 +24,6 @@ static char *pg(void *base, long i)
     return (char *)base + i * (long)tu_page();
 }
 
-static VmQueryInfo query(const void *va)
-{
-    VmQueryInfo qi;
-    memset(&qi, 0xA5, sizeof qi);
-    ck_assert_uint_eq(KnVmQuery(va, &qi), rcOk);
-    return qi;
-}
-
-static kosvmm_stats stats(void)
-{
-    kosvmm_stats st;
-    memset(&st, 0, sizeof st);
-    ck_assert_uint_eq(kosvmm_get_stats(&st), rcOk);
-    return st;
-}
-
 static void fill_page(void *page, unsigned seed)
 {
     unsigned char *c = page;
@@ -59,23 +43,9 @@ static int page_matches(const void *page, unsigned seed)
 static void expect_free(const void *va)
 {
     ck_assert_msg(!tu_is_mapped(va), "page %p still mapped in /proc/self/maps", va);
-    VmQueryInfo qi = query(va);
+    VmQueryInfo qi = tu_query(va);
     ck_assert_uint_eq(qi.state, VMM_PAGE_STATE_FREE);
     ck_assert_ptr_null(qi.regionBase);
-}
-
-/* The /proc/self/maps permissions a usable page must have for its (state, protection). */
-static const char *expected_perms(rtl_uint32_t state, rtl_uint32_t prot)
-{
-    if (state != VMM_PAGE_STATE_COMMITTED)
-        return "---p";
-    switch (prot) {
-    case VMM_FLAG_READ: return "r--p";
-    case RW: return "rw-p";
-    case VMM_FLAG_READ | VMM_FLAG_EXECUTE: return "r-xp";
-    case VMM_FLAG_RWX_MASK: return "rwxp";
-    default: return "---p";
-    }
 }
 
 static void expect_perms(const void *va, const char *want)
@@ -102,12 +72,12 @@ START_TEST(test_unmap_whole)
 {
     int flags = whole_flags[_i];
     const size_t n = 4;
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     char *b = KnVmAllocate(RTL_NULL, n * P(), flags);
     ck_assert_ptr_nonnull(b);
     if (flags & VMM_FLAG_COMMIT && flags & VMM_FLAG_WRITE)
         memset(b, 0x5A, n * P());
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions + 1);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes + n * P());
     for (size_t i = 0; i < n; i++)
@@ -121,7 +91,7 @@ START_TEST(test_unmap_whole)
         expect_free(pg(b, -1));
     if (flags & VMM_FLAG_HIGH_GUARD)
         expect_free(pg(b, (long)n));
-    kosvmm_stats s2 = stats();
+    kosvmm_stats s2 = tu_stats();
     ck_assert_uint_eq(s2.regions, s0.regions);
     ck_assert_uint_eq(s2.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(s2.committed_bytes, s0.committed_bytes);
@@ -132,7 +102,7 @@ START_TEST(test_unmap_whole)
     /* The addresses are really free again: a fixed allocation there succeeds. */
     char *again = KnVmAllocate(b, n * P(), VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_eq(again, b);
-    ck_assert_ptr_eq(query(b).regionBase, b);
+    ck_assert_ptr_eq(tu_query(b).regionBase, b);
     ck_assert_uint_eq(KnVmUnmap(b, n * P()), rcOk);
 }
 END_TEST
@@ -178,10 +148,10 @@ static char *setup_layout(int flags)
     ck_assert_uint_eq(KnVmProtect(pg(b, 4), P(), VMM_FLAG_READ), rcOk);
     ck_assert_uint_eq(KnVmProtect(pg(b, 6), P(), VMM_FLAG_READ), rcOk);
     for (int i = 0; i < NPG; i++) {
-        VmQueryInfo qi = query(pg(b, i));
+        VmQueryInfo qi = tu_query(pg(b, i));
         ck_assert_uint_eq(qi.state, layout_committed[i] ? VMM_PAGE_STATE_COMMITTED : VMM_PAGE_STATE_RESERVED);
         ck_assert_uint_eq(qi.protection, layout_prot[i]);
-        expect_perms(pg(b, i), expected_perms(qi.state, qi.protection));
+        expect_perms(pg(b, i), tu_expected_perms(qi.state, qi.protection));
     }
     return b;
 }
@@ -197,7 +167,7 @@ static void check_piece(char *b, long first, long count, const VmQueryInfo *befo
     if (first + count != NPG)
         piece_flags &= ~(rtl_uint32_t)VMM_FLAG_HIGH_GUARD;
     for (long i = first; i < first + count; i++) {
-        VmQueryInfo qi = query(pg(b, i) + 17);
+        VmQueryInfo qi = tu_query(pg(b, i) + 17);
         ck_assert_ptr_eq(qi.pageBase, pg(b, i));
         ck_assert_msg(qi.regionBase == pbase, "page %ld: regionBase %p, expected piece base %p", i, qi.regionBase,
                       (void *)pbase);
@@ -209,7 +179,7 @@ static void check_piece(char *b, long first, long count, const VmQueryInfo *befo
         ck_assert_uint_eq(qi.regionFlags, piece_flags);
         ck_assert_msg((char *)qi.pageBase + qi.runSize <= pg(b, first + count),
                       "page %ld: run of %zu bytes runs past the piece end", i, (size_t)qi.runSize);
-        expect_perms(pg(b, i), expected_perms(qi.state, qi.protection));
+        expect_perms(pg(b, i), tu_expected_perms(qi.state, qi.protection));
         if (layout_committed[i])
             ck_assert_msg(page_matches(pg(b, i), (unsigned)i + 1), "page %ld lost its contents", i);
     }
@@ -221,7 +191,7 @@ static void check_guards_after(char *b, int flags, long first, long count)
         if (first == 0) {
             expect_free(pg(b, -1));
         } else {
-            VmQueryInfo g = query(pg(b, -1));
+            VmQueryInfo g = tu_query(pg(b, -1));
             ck_assert_uint_eq(g.state, VMM_PAGE_STATE_RESERVED);
             ck_assert_ptr_eq(g.regionBase, b); /* the piece it guards */
             ck_assert_uint_eq(g.regionSize, (size_t)first * P());
@@ -233,7 +203,7 @@ static void check_guards_after(char *b, int flags, long first, long count)
         if (first + count == NPG) {
             expect_free(pg(b, NPG));
         } else {
-            VmQueryInfo g = query(pg(b, NPG));
+            VmQueryInfo g = tu_query(pg(b, NPG));
             ck_assert_uint_eq(g.state, VMM_PAGE_STATE_RESERVED);
             ck_assert_ptr_eq(g.regionBase, pg(b, first + count));
             ck_assert_uint_eq(g.regionSize, (size_t)(NPG - first - count) * P());
@@ -249,12 +219,12 @@ START_TEST(test_unmap_split)
     long first = split_ranges[_i % N_SPLIT_RANGES].first;
     long count = split_ranges[_i % N_SPLIT_RANGES].count;
 
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     char *b = setup_layout(flags);
     VmQueryInfo before[NPG];
     for (int i = 0; i < NPG; i++)
-        before[i] = query(pg(b, i));
-    kosvmm_stats s1 = stats();
+        before[i] = tu_query(pg(b, i));
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions + 1);
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes + 5 * P());
 
@@ -277,7 +247,7 @@ START_TEST(test_unmap_split)
         check_piece(b, first + count, NPG - (first + count), before);
     check_guards_after(b, flags, first, count);
 
-    kosvmm_stats s2 = stats();
+    kosvmm_stats s2 = tu_stats();
     ck_assert_uint_eq(s2.regions, s1.regions + (middle ? 1 : 0));
     ck_assert_uint_eq(s2.reserved_bytes, s1.reserved_bytes - (size_t)count * P());
     ck_assert_uint_eq(s2.committed_bytes, s1.committed_bytes - gone_committed * P());
@@ -296,7 +266,7 @@ START_TEST(test_unmap_split)
         expect_free(pg(b, -1));
     if (flags & VMM_FLAG_HIGH_GUARD)
         expect_free(pg(b, NPG));
-    kosvmm_stats s3 = stats();
+    kosvmm_stats s3 = tu_stats();
     ck_assert_uint_eq(s3.regions, s0.regions);
     ck_assert_uint_eq(s3.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(s3.committed_bytes, s0.committed_bytes);
@@ -310,7 +280,7 @@ END_TEST
  * cross the hole. */
 START_TEST(test_pieces_operable)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     char *b = setup_layout(VMM_FLAG_RESERVE | RW);
     ck_assert_uint_eq(KnVmUnmap(pg(b, 3), 2 * P()), rcOk); /* A = [0,3), B = [5,8) */
 
@@ -329,7 +299,7 @@ START_TEST(test_pieces_operable)
     ck_assert(page_matches(pg(b, 6), 7));
     ck_assert_uint_eq(KnVmProtect(pg(b, 5), 3 * P(), RW), rcOk);
     for (long i = 5; i < 8; i++) {
-        VmQueryInfo qi = query(pg(b, i));
+        VmQueryInfo qi = tu_query(pg(b, i));
         ck_assert_uint_eq(qi.state, VMM_PAGE_STATE_COMMITTED);
         ck_assert_uint_eq(qi.protection, RW);
         ck_assert_ptr_eq(qi.regionBase, pg(b, 5));
@@ -338,39 +308,39 @@ START_TEST(test_pieces_operable)
     fill_page(pg(b, 7), 77);
     ck_assert(page_matches(pg(b, 7), 77));
     ck_assert_uint_eq(KnVmDecommit(pg(b, 6), P()), rcOk);
-    ck_assert_uint_eq(query(pg(b, 6)).state, VMM_PAGE_STATE_RESERVED);
+    ck_assert_uint_eq(tu_query(pg(b, 6)).state, VMM_PAGE_STATE_RESERVED);
     expect_perms(pg(b, 6), "---p");
 
     /* Piece A is unaffected by all that. */
     ck_assert(page_matches(b, 1));
     ck_assert(page_matches(pg(b, 1), 2));
     ck_assert(page_matches(pg(b, 2), 3));
-    ck_assert_uint_eq(query(pg(b, 2)).protection, VMM_FLAG_READ);
+    ck_assert_uint_eq(tu_query(pg(b, 2)).protection, VMM_FLAG_READ);
 
     /* Piece A: protect, split again, unmap. */
     ck_assert_uint_eq(KnVmProtect(b, 3 * P(), VMM_FLAG_READ), rcOk);
     expect_perms(b, "r--p");
     ck_assert(page_matches(pg(b, 1), 2));
     ck_assert_uint_eq(KnVmUnmap(pg(b, 1), P()), rcOk); /* A splits into [0,1) and [2,3) */
-    ck_assert_ptr_eq(query(b).regionBase, b);
-    ck_assert_uint_eq(query(b).regionSize, P());
-    ck_assert_ptr_eq(query(pg(b, 2)).regionBase, pg(b, 2));
-    ck_assert_uint_eq(query(pg(b, 2)).regionSize, P());
+    ck_assert_ptr_eq(tu_query(b).regionBase, b);
+    ck_assert_uint_eq(tu_query(b).regionSize, P());
+    ck_assert_ptr_eq(tu_query(pg(b, 2)).regionBase, pg(b, 2));
+    ck_assert_uint_eq(tu_query(pg(b, 2)).regionSize, P());
     ck_assert(page_matches(pg(b, 2), 3));
-    ck_assert_uint_eq(stats().regions, s0.regions + 3);
+    ck_assert_uint_eq(tu_stats().regions, s0.regions + 3);
     ck_assert_uint_eq(KnVmUnmap(b, P()), rcOk);
     ck_assert_uint_eq(KnVmUnmap(pg(b, 2), P()), rcOk);
     expect_free(b);
     expect_free(pg(b, 2));
 
     /* Piece B still whole and right. */
-    ck_assert_ptr_eq(query(pg(b, 7)).regionBase, pg(b, 5));
-    ck_assert_uint_eq(query(pg(b, 7)).regionSize, 3 * P());
+    ck_assert_ptr_eq(tu_query(pg(b, 7)).regionBase, pg(b, 5));
+    ck_assert_uint_eq(tu_query(pg(b, 7)).regionSize, 3 * P());
     ck_assert(page_matches(pg(b, 7), 77));
     ck_assert_uint_eq(KnVmUnmap(pg(b, 5), 3 * P()), rcOk);
     for (long i = 0; i < NPG; i++)
         expect_free(pg(b, i));
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes);
@@ -386,12 +356,12 @@ START_TEST(test_hole_reusable)
     ck_assert_ptr_eq(h, pg(b, 3));
     ck_assert_uint_eq(kosvmm_last_error(), rcOk);
     fill_page(h, 40);
-    VmQueryInfo qi = query(pg(b, 4));
+    VmQueryInfo qi = tu_query(pg(b, 4));
     ck_assert_ptr_eq(qi.regionBase, h);
     ck_assert_uint_eq(qi.regionSize, 2 * P());
     ck_assert_uint_eq(qi.state, VMM_PAGE_STATE_COMMITTED);
-    ck_assert_ptr_eq(query(pg(b, 2)).regionBase, b);
-    ck_assert_ptr_eq(query(pg(b, 5)).regionBase, pg(b, 5));
+    ck_assert_ptr_eq(tu_query(pg(b, 2)).regionBase, b);
+    ck_assert_ptr_eq(tu_query(pg(b, 5)).regionBase, pg(b, 5));
     /* Now three adjacent regions: an unmap across any boundary fails. */
     ck_assert_uint_eq(KnVmUnmap(pg(b, 2), 2 * P()), rcInvalidArgument);
     ck_assert_uint_eq(KnVmUnmap(pg(b, 4), 2 * P()), rcInvalidArgument);
@@ -426,20 +396,20 @@ START_TEST(test_unmap_spanning_two_regions)
     ck_assert_uint_eq(KnVmDecommit(pg(s, 1), P()), rcOk); /* some variety */
     VmQueryInfo before[8];
     for (int i = 0; i < 8; i++)
-        before[i] = query(pg(s, i));
-    kosvmm_stats s0 = stats();
+        before[i] = tu_query(pg(s, i));
+    kosvmm_stats s0 = tu_stats();
 
     ck_assert_uint_eq(KnVmUnmap(pg(s, 2), 4 * P()), rcInvalidArgument);
     ck_assert_uint_eq(KnVmUnmap(s, 8 * P()), rcInvalidArgument);
     ck_assert_uint_eq(KnVmUnmap(pg(s, 3), 2 * P()), rcInvalidArgument);
     ck_assert_uint_eq(KnVmUnmap(pg(s, 4), 5 * P()), rcInvalidArgument); /* B plus one page past it */
 
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes);
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes);
     for (int i = 0; i < 8; i++) {
-        VmQueryInfo qi = query(pg(s, i));
+        VmQueryInfo qi = tu_query(pg(s, i));
         ck_assert_uint_eq(qi.state, before[i].state);
         ck_assert_ptr_eq(qi.regionBase, before[i].regionBase);
         ck_assert_uint_eq(qi.regionSize, 4 * P());
@@ -448,8 +418,8 @@ START_TEST(test_unmap_spanning_two_regions)
         if (i != 1)
             ck_assert_msg(page_matches(pg(s, i), 100u + (unsigned)i), "page %d changed", i);
     }
-    ck_assert_ptr_eq(query(pg(s, 3)).regionBase, s);
-    ck_assert_ptr_eq(query(pg(s, 4)).regionBase, pg(s, 4));
+    ck_assert_ptr_eq(tu_query(pg(s, 3)).regionBase, s);
+    ck_assert_ptr_eq(tu_query(pg(s, 4)).regionBase, pg(s, 4));
     ck_assert_uint_eq(KnVmUnmap(s, 4 * P()), rcOk);
     ck_assert_uint_eq(KnVmUnmap(pg(s, 4), 4 * P()), rcOk);
     for (int i = 0; i < 8; i++)
@@ -459,7 +429,7 @@ END_TEST
 
 START_TEST(test_unmap_free_address)
 {
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     /* An address that was a region and no longer is. */
     char *b = KnVmAllocate(RTL_NULL, 2 * P(), VMM_FLAG_RESERVE | RW);
     ck_assert_ptr_nonnull(b);
@@ -485,7 +455,7 @@ START_TEST(test_unmap_free_address)
     local[0] = 1; /* the stack still works */
     ck_assert_int_eq(local[0], 1);
 
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions);
     ck_assert_uint_eq(s1.reserved_bytes, s0.reserved_bytes);
     munmap(foreign, 2 * P());
@@ -503,8 +473,8 @@ START_TEST(test_unmap_twice)
     ck_assert_uint_eq(KnVmUnmap(pg(b, 1), P()), rcResourceNotFound);
     /* A range starting in the freed front and reaching into the rest. */
     ck_assert_uint_eq(KnVmUnmap(pg(b, 1), 2 * P()), rcResourceNotFound);
-    ck_assert_ptr_eq(query(pg(b, 2)).regionBase, pg(b, 2));
-    ck_assert_uint_eq(query(pg(b, 2)).regionSize, 4 * P());
+    ck_assert_ptr_eq(tu_query(pg(b, 2)).regionBase, pg(b, 2));
+    ck_assert_uint_eq(tu_query(pg(b, 2)).regionSize, 4 * P());
     ck_assert_int_eq(((char *)pg(b, 2))[0], 3);
     /* Twice on the rest. */
     ck_assert_uint_eq(KnVmUnmap(pg(b, 2), 4 * P()), rcOk);
@@ -526,16 +496,16 @@ START_TEST(test_unmap_locked_pinned)
         ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
     }
     int can_pin = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= n * P() || geteuid() == 0;
-    kosvmm_stats s0 = stats();
+    kosvmm_stats s0 = tu_stats();
     char *b = KnVmAllocate(RTL_NULL, n * P(),
                            VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | RW);
     ck_assert_ptr_nonnull(b);
-    VmQueryInfo qi = query(b);
+    VmQueryInfo qi = tu_query(b);
     ck_assert_uint_eq(qi.state, VMM_PAGE_STATE_COMMITTED);
     ck_assert_uint_ne(qi.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     if (can_pin) {
         ck_assert_uint_ne(qi.attributes & VMM_PAGE_ATTR_PINNED, 0);
-        ck_assert_uint_eq(stats().pinned_bytes, s0.pinned_bytes + n * P());
+        ck_assert_uint_eq(tu_stats().pinned_bytes, s0.pinned_bytes + n * P());
     }
     ck_assert_int_eq(tu_resident_pages(b, n * P()), (long)n);
     memset(b, 0x11, n * P());
@@ -543,18 +513,18 @@ START_TEST(test_unmap_locked_pinned)
     /* Unmap part of it, then the rest. */
     ck_assert_uint_eq(KnVmUnmap(pg(b, 3), P()), rcOk);
     expect_free(pg(b, 3));
-    qi = query(pg(b, 2));
+    qi = tu_query(pg(b, 2));
     ck_assert_uint_ne(qi.attributes & VMM_PAGE_ATTR_LOCKED, 0);
     ck_assert_uint_eq(qi.regionSize, 3 * P());
     ck_assert_int_eq(((char *)pg(b, 2))[5], 0x11);
     if (can_pin) {
         ck_assert_uint_ne(qi.attributes & VMM_PAGE_ATTR_PINNED, 0);
-        ck_assert_uint_eq(stats().pinned_bytes, s0.pinned_bytes + 3 * P());
+        ck_assert_uint_eq(tu_stats().pinned_bytes, s0.pinned_bytes + 3 * P());
     }
     ck_assert_uint_eq(KnVmUnmap(b, 3 * P()), rcOk);
     for (long i = 0; i < (long)n; i++)
         expect_free(pg(b, i));
-    kosvmm_stats s1 = stats();
+    kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.regions, s0.regions);
     ck_assert_uint_eq(s1.locked_bytes, s0.locked_bytes);
     ck_assert_uint_eq(s1.pinned_bytes, s0.pinned_bytes);

@@ -1,11 +1,18 @@
 /* tests/testutil.c — helpers shared by the Check suites: residency (mincore), /proc/self/maps, the runner. */
 #include "testutil.h"
 
-#include <coresrv/vmm/vmm_api.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -72,12 +79,79 @@ int tu_is_mapped(const void *addr)
     return tu_maps_perms(addr, perms) == 0;
 }
 
+VmQueryInfo tu_query(const void *va)
+{
+    VmQueryInfo info;
+    memset(&info, 0xA5, sizeof info);
+    ck_assert_uint_eq(KnVmQuery(va, &info), rcOk);
+    return info;
+}
+
+kosvmm_stats tu_stats(void)
+{
+    kosvmm_stats s;
+    memset(&s, 0, sizeof s);
+    ck_assert_uint_eq(kosvmm_get_stats(&s), rcOk);
+    return s;
+}
+
+const char *tu_expected_perms(rtl_uint32_t state, rtl_uint32_t prot)
+{
+    if (state != VMM_PAGE_STATE_COMMITTED)
+        return "---p";
+    switch (prot) {
+    case VMM_FLAG_READ: return "r--p";
+    case VMM_FLAG_READ | VMM_FLAG_WRITE: return "rw-p";
+    case VMM_FLAG_READ | VMM_FLAG_EXECUTE: return "r-xp";
+    case VMM_FLAG_RWX_MASK: return "rwxp";
+    default: return "---p";
+    }
+}
+
+void tu_assert_perms(const void *p, const char *want)
+{
+    char perms[5];
+    ck_assert_int_eq(tu_maps_perms(p, perms), 0);
+    ck_assert_str_eq(perms, want);
+}
+
+long tu_vmlck_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    ck_assert_ptr_nonnull(f);
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    ck_assert_int_ge(kb, 0);
+    return kb;
+}
+
 void tu_start_lazy_engine(void)
 {
     char *p = KnVmAllocate(RTL_NULL, tu_page(), VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
     ck_assert_ptr_nonnull(p);
     p[0] = 1;
     ck_assert_uint_eq(KnVmUnmap(p, tu_page()), rcOk);
+}
+
+int tu_block_userfaultfd(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, USERFAULTFD_IOC_NEW, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
 int tu_run(Suite *suite)

@@ -3,6 +3,8 @@
 #define KOSVMM_TESTUTIL_H
 
 #include <check.h>
+#include <coresrv/vmm/vmm_api.h>
+#include <kosvmm/kosvmm.h>
 #include <stddef.h>
 
 /* The system page size. */
@@ -18,10 +20,30 @@ int tu_maps_perms(const void *addr, char perms[5]);
 /* 1 if any mapping of this process contains addr, else 0 (from /proc/self/maps). */
 int tu_is_mapped(const void *addr);
 
+/* KnVmQuery of va, asserted to succeed (the record is poisoned first, so nothing stale passes). */
+VmQueryInfo tu_query(const void *va);
+
+/* kosvmm_get_stats, asserted to succeed. */
+kosvmm_stats tu_stats(void);
+
+/* The /proc/self/maps permissions ("rw-p", "---p", ...) a page with this KnVmQuery state and
+ * protection must have: kosvmm's one rule, committed pages get their protection, others none. */
+const char *tu_expected_perms(rtl_uint32_t state, rtl_uint32_t prot);
+
+/* Asserts that the kernel maps p with the permission field want ("r--p", ...). */
+void tu_assert_perms(const void *p, const char *want);
+
+/* VmLck of this process in kB, from /proc/self/status: how much mlock really pinned. */
+long tu_vmlck_kb(void);
+
 /* Starts kosvmm's userfaultfd engine now (a lazily committed page, touched and freed), so the
  * mappings it makes once (thread stack, ring, buffers) cannot land in an address-space hole a
  * test frees next to place a region at a fixed address. */
 void tu_start_lazy_engine(void);
+
+/* Blocks userfaultfd(2) and the /dev/userfaultfd ioctl with EPERM in this process and every
+ * process it forks or execs (seccomp), as a container runtime may. 0, or -1 with errno set. */
+int tu_block_userfaultfd(void);
 
 /* Runs one suite in fork mode (CK_FORK), prints Check's summary, returns the process exit code. */
 int tu_run(Suite *suite);
