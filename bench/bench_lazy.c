@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +33,7 @@ enum method {
     M_THP,       /* mmap aligned to 2 MiB + MADV_HUGEPAGE, first touch */
     M_POPULATE,  /* mmap + MADV_NOHUGEPAGE + MADV_POPULATE_WRITE, then touch */
     M_EAGER,     /* KnVmAllocate COMMIT|LOCKED, then touch */
+    M_THP_PIN,   /* eager-commit case only: THP populate + mlock, what a pinned huge-page commit costs natively */
     M_KERNEL,    /* lazy KnVmAllocate COMMIT, engine kernel */
     M_UFFD_DEF,  /* lazy, engine uffd, the library's default window and read-ahead */
     M_UFFD_NORA, /* same, read-ahead off */
@@ -44,24 +44,25 @@ enum method {
 };
 
 static const char *const method_name[M_COUNT] = {
-    "native 4K", "native THP", "POPULATE_WRITE+touch", "KnVm COMMIT|LOCKED", "lazy kernel",
+    "native 4K", "native THP", "POPULATE_WRITE+touch", "KnVm COMMIT|LOCKED", "THP populate+mlock", "lazy kernel",
     "lazy uffd default", "lazy uffd no-RA", "lazy uffd win 1", "lazy uffd win 64", "lazy uffd win 512",
 };
 /* Short names for the CSV and the chart key. */
 static const char *const method_key[M_COUNT] = {
-    "native4k", "native_thp", "populate_write", "eager_locked", "lazy_kernel",
+    "native4k", "native_thp", "populate_write", "eager_locked", "native_thp_mlock", "lazy_kernel",
     "uffd_default", "uffd_no_ra", "uffd_win1", "uffd_win64", "uffd_win512",
 };
 
 /* The eager-commit case does not touch, so its rows say what is timed there. */
 static const char *const commit_method_name[M_COUNT] = {
     [M_THP] = "THP POPULATE_WRITE", [M_POPULATE] = "MADV_POPULATE_WRITE", [M_EAGER] = "KnVmAllocate C|L",
+    [M_THP_PIN] = "THP POPULATE+mlock",
 };
 
 static int is_uffd(int m) { return m >= M_UFFD_DEF; }
 static int is_lazy(int m) { return m >= M_KERNEL; }
 /* Methods whose timed part includes making the memory (populate / eager commit), not only the touching. */
-static int is_prepopulated(int m) { return m == M_POPULATE || m == M_EAGER; }
+static int is_prepopulated(int m) { return m == M_POPULATE || m == M_EAGER || m == M_THP_PIN; }
 
 enum pattern { P_SEQ_W, P_SEQ_R, P_BWD_W, P_STRIDE_W, P_RAND_W, P_SPARSE10_W, P_SPARSE1_W, P_COMMIT, P_COUNT };
 
@@ -307,12 +308,13 @@ static void region_prepare(int m, size_t size, struct region *r)
         r->map_len = size + HUGE_2M;
         r->map = native_map(r->map_len);
         r->base = (char *)(((uintptr_t)r->map + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
-        if (madvise(r->base, size, MADV_HUGEPAGE) != 0)
-            die_errno("madvise(MADV_HUGEPAGE)");
+        /* Without THP in the kernel this fails and the row measures 4 KiB pages: minflt shows which. */
+        (void)madvise(r->base, size, MADV_HUGEPAGE);
         break;
     }
     case M_POPULATE:
     case M_EAGER:
+    case M_THP_PIN:
         break;
     default:
         set_lazy_config_for(m);
@@ -336,11 +338,16 @@ static void region_populate(int m, size_t size, struct region *r)
             die_errno("madvise(MADV_POPULATE_WRITE)");
         break;
     case M_THP:
+    case M_THP_PIN:
         r->map_len = size + HUGE_2M;
         r->map = native_map(r->map_len);
         r->base = (char *)(((uintptr_t)r->map + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
-        if (madvise(r->base, size, MADV_HUGEPAGE) != 0 || madvise(r->base, size, MADV_POPULATE_WRITE) != 0)
-            die_errno("madvise(MADV_HUGEPAGE+MADV_POPULATE_WRITE)");
+        (void)madvise(r->base, size, MADV_HUGEPAGE);
+        if (madvise(r->base, size, MADV_POPULATE_WRITE) != 0)
+            die_errno("madvise(MADV_POPULATE_WRITE)");
+        /* kosvmm pins LOCKED commits when allowed; this row shows what the pin alone costs in the kernel. */
+        if (m == M_THP_PIN && mlock(r->base, size) != 0)
+            die_errno("mlock");
         break;
     case M_EAGER:
         r->base = KnVmAllocate(RTL_NULL, size,
@@ -1054,7 +1061,7 @@ int main(int argc, char **argv)
             bc->size = p == P_SEQ_W ? seq_size : rand_size;
             plan_case(bc);
             for (int m = 0; m < M_COUNT; m++)
-                bc->run[m] = !uffd_na(m);
+                bc->run[m] = !uffd_na(m) && m != M_THP_PIN;
         }
     struct bcase *cc = &cases[ncases++];
     cc->pattern = P_COMMIT;
@@ -1062,6 +1069,10 @@ int main(int argc, char **argv)
     cc->size = commit_size;
     plan_case(cc);
     cc->run[M_POPULATE] = cc->run[M_EAGER] = cc->run[M_THP] = 1;
+    /* The pinned reference only where mlock of the whole size can succeed, as kosvmm's own pin would. */
+    struct rlimit mlim;
+    getrlimit(RLIMIT_MEMLOCK, &mlim);
+    cc->run[M_THP_PIN] = geteuid() == 0 || mlim.rlim_cur == RLIM_INFINITY || mlim.rlim_cur >= commit_size;
 
     FILE *csv = fopen(csv_path, "w");
     if (!csv)
@@ -1094,10 +1105,12 @@ int main(int argc, char **argv)
     printf(" (not pinned); %d interleaved round%s%s\n", rounds, rounds == 1 ? "" : "s", quick ? "; --quick" : "");
     fflush(stdout);
 
-    /* Interleaving: every round runs every case, and within a case every method once, starting at a rotating
-     * method, so drift of the VM (other guests, frequency, pauses) spreads over all methods alike. The rotation
-     * is over the methods the case runs: what ran just before matters (a freed 1 GiB of 4 KiB pages leaves
-     * memory that the next huge-page allocation may have to compact), so each method must follow each other. */
+    /* Interleaving: every round runs every case, and within a case every method once, so drift of the VM
+     * (other guests, frequency, pauses) spreads over all methods alike. The order changes every round, and
+     * not by rotation: rotating a fixed order keeps each method behind the same neighbour, and what ran just
+     * before matters here (right after 1 GiB of 4 KiB pages was freed, a pinned huge-page commit was measured
+     * 10x slower than otherwise). A fresh shuffle per round and case gives each method varied predecessors;
+     * the seed is fixed, so two runs use the same orders. */
     int per_round = 0;
     for (int i = 0; i < ncases; i++)
         for (int m = 0; m < M_COUNT; m++)
@@ -1110,8 +1123,13 @@ int main(int argc, char **argv)
             for (int m = 0; m < M_COUNT; m++)
                 if (cases[i].run[m])
                     list[n++] = m;
+            for (int k = n - 1; k > 0; k--) {
+                int j = (int)(xorshift() % (unsigned long long)(k + 1)), tmp = list[k];
+                list[k] = list[j];
+                list[j] = tmp;
+            }
             for (int k = 0; k < n; k++) {
-                int m = list[(k + r + i) % n];
+                int m = list[k];
                 progress(r, rounds, done, total, &cases[i], m);
                 measure(&cases[i], m, &cases[i].s[m][r]);
                 done++;
@@ -1144,7 +1162,10 @@ int main(int argc, char **argv)
            "  being made before the clock starts; POPULATE_WRITE+touch times mmap + MADV_POPULATE_WRITE + touch,\n"
            "  KnVm COMMIT|LOCKED times KnVmAllocate + touch; unmap is never timed. With several threads each takes\n"
            "  one contiguous chunk of the region, threads are created before the clock and the time runs from the\n"
-           "  first thread's start to the last one's end.\n"
+           "  first thread's start to the last one's end. The eager-commit case times only making the memory:\n"
+           "  KnVmAllocate COMMIT|LOCKED against MADV_POPULATE_WRITE on 4 KiB pages, with THP populate (2 MiB\n"
+           "  aligned, MADV_HUGEPAGE) and THP populate + mlock (run where the pin is allowed) as references: kosvmm\n"
+           "  pins LOCKED commits when it may, and the last row is what that pin costs in the kernel alone.\n"
            "this run: %s; LOCKED commits that could not be pinned: %llu (pin_refusals)\n",
            fmt_elapsed(run_ns, el, sizeof el), (unsigned long long)st.pin_refusals);
 

@@ -32,7 +32,8 @@ typedef struct kosvmm_stats {
     rtl_uint32_t lazy_window;        /* pages the last userfaultfd fault filled around itself */
     rtl_uint64_t uffd_faults;        /* faults served by the userfaultfd handler */
     rtl_uint64_t uffd_pages_filled;  /* pages it filled (faulting pages, neighbours, read-ahead) */
-    rtl_uint64_t uffd_readahead_pages; /* of which filled ahead of a stream, before any fault */
+    rtl_uint64_t uffd_readahead_pages; /* of which filled in the background: the rest of a window
+                                          past its first chunk, and read-ahead */
     rtl_uint64_t uffd_fill_ns;       /* time spent in UFFDIO_COPY / UFFDIO_ZEROPAGE */
     rtl_uint64_t thp_bytes;          /* bytes of full commits advised for transparent huge pages
                                         (2 MiB-aligned extents; cumulative) */
