@@ -3,6 +3,8 @@
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
+#include "bench_util.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -14,9 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KIB ((size_t)1 << 10)
-#define MIB ((size_t)1 << 20)
-#define GIB ((size_t)1 << 30)
 #define MAX_ROUNDS 101
 #define MAX_VARIANTS 3
 
@@ -33,31 +32,11 @@ static unsigned long long rng_state = 0x9e3779b97f4a7c15ull;
 static FILE *csv;
 static int progress_tty;
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* A kosvmm failure invalidates the whole comparison, so the benchmark stops instead of printing a partial table. */
-static void die_rc(const char *what, Retcode rc)
-{
-    fprintf(stderr, "\nkosvmm-bench-core: %s failed: " RETCODE_HR_FMT "\n", what, RETCODE_HR_PARAMS(rc));
-    exit(1);
-}
-
-static void die_errno(const char *what)
-{
-    fprintf(stderr, "\nkosvmm-bench-core: %s failed: %s\n", what, strerror(errno));
-    exit(1);
-}
-
 static void *k_alloc(size_t size, int flags)
 {
     void *p = KnVmAllocate(RTL_NULL, size, flags);
     if (p == RTL_NULL)
-        die_rc("KnVmAllocate", kosvmm_last_error());
+        bench_die_rc("KnVmAllocate", kosvmm_last_error());
     return p;
 }
 
@@ -65,14 +44,14 @@ static void k_unmap(void *p, size_t size)
 {
     Retcode rc = KnVmUnmap(p, size);
     if (RC_FAILED(rc))
-        die_rc("KnVmUnmap", rc);
+        bench_die_rc("KnVmUnmap", rc);
 }
 
 static void *n_reserve(size_t size)
 {
     void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
-        die_errno("mmap");
+        bench_die_errno("mmap");
     return p;
 }
 
@@ -80,49 +59,49 @@ static void *n_reserve(size_t size)
 
 static double k_reserve_body(size_t size, long iters)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++)
         k_unmap(k_alloc(size, VMM_FLAG_RESERVE | VMM_FLAG_READ | VMM_FLAG_WRITE), size);
-    return (now_ns() - t0) / (double)iters;
+    return (bench_now_ns() - t0) / (double)iters;
 }
 
 static double n_reserve_body(size_t size, long iters)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++)
         munmap(n_reserve(size), size);
-    return (now_ns() - t0) / (double)iters;
+    return (bench_now_ns() - t0) / (double)iters;
 }
 
 /* ---- (b) full commit ---- */
 
 static double k_eager_body(size_t size, long iters)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++)
         k_unmap(k_alloc(size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | VMM_FLAG_READ | VMM_FLAG_WRITE),
                 size);
-    return (now_ns() - t0) / (double)iters;
+    return (bench_now_ns() - t0) / (double)iters;
 }
 
 /* The baseline opts out of THP so that both sides fault in 4 KiB pages; otherwise it would measure the THP
  * policy of the machine rather than the cost of the API. */
 static double n_eager(size_t size, long iters, int pin)
 {
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++) {
         void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED)
-            die_errno("mmap");
+            bench_die_errno("mmap");
         if (madvise(p, size, MADV_NOHUGEPAGE) != 0 || madvise(p, size, MADV_POPULATE_WRITE) != 0)
-            die_errno("madvise");
+            bench_die_errno("madvise");
         if (pin && mlock(p, size) != 0) {
             munmap(p, size);
             return -1;
         }
         munmap(p, size);
     }
-    return (now_ns() - t0) / (double)iters;
+    return (bench_now_ns() - t0) / (double)iters;
 }
 
 static double n_eager_body(size_t size, long iters) { return n_eager(size, iters, 0); }
@@ -134,11 +113,11 @@ static double k_commit_body(size_t size, long iters)
     double total = 0;
     for (long i = 0; i < iters; i++) {
         void *p = k_alloc(size, VMM_FLAG_RESERVE | VMM_FLAG_LOCKED | VMM_FLAG_READ | VMM_FLAG_WRITE);
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         Retcode rc = KnVmCommit(p, size, VMM_FLAG_LOCKED);
-        total += now_ns() - t0;
+        total += bench_now_ns() - t0;
         if (RC_FAILED(rc))
-            die_rc("KnVmCommit", rc);
+            bench_die_rc("KnVmCommit", rc);
         k_unmap(p, size);
     }
     return total / (double)iters;
@@ -150,12 +129,12 @@ static double n_commit(size_t size, long iters, int pin)
     for (long i = 0; i < iters; i++) {
         void *p = n_reserve(size);
         if (madvise(p, size, MADV_NOHUGEPAGE) != 0)
-            die_errno("madvise");
-        double t0 = now_ns();
+            bench_die_errno("madvise");
+        double t0 = bench_now_ns();
         if (mprotect(p, size, PROT_READ | PROT_WRITE) != 0 || madvise(p, size, MADV_POPULATE_WRITE) != 0)
-            die_errno("mprotect/madvise");
+            bench_die_errno("mprotect/madvise");
         int pinned = !pin || mlock(p, size) == 0;
-        total += now_ns() - t0;
+        total += bench_now_ns() - t0;
         munmap(p, size);
         if (!pinned)
             return -1;
@@ -180,44 +159,30 @@ static size_t next_index(void)
 static double k_query_body(size_t size, long iters)
 {
     VmQueryInfo qi;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++) {
         Retcode rc = KnVmQuery(query_bases[next_index()], &qi);
         if (RC_FAILED(rc))
-            die_rc("KnVmQuery", rc);
+            bench_die_rc("KnVmQuery", rc);
         sink += qi.state;
     }
-    return (now_ns() - t0) / (double)iters;
+    return (bench_now_ns() - t0) / (double)iters;
 }
 
 /* mincore is the kernel looking up the same page in its own VMA tree: a reference point, not an equivalent. */
 static double n_query_body(size_t size, long iters)
 {
     unsigned char vec;
-    double t0 = now_ns();
+    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++) {
         if (mincore(query_bases[next_index()], page_size, &vec) != 0)
-            die_errno("mincore");
+            bench_die_errno("mincore");
         sink += vec;
     }
-    return (now_ns() - t0) / (double)iters;
+    return (bench_now_ns() - t0) / (double)iters;
 }
 
 /* ---- measurement and reporting ---- */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double s[MAX_ROUNDS];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 static const char *fmt_time(double ns, char *buf, size_t len)
 {
@@ -234,17 +199,6 @@ static const char *fmt_time(double ns, char *buf, size_t len)
     return buf;
 }
 
-static const char *fmt_size(size_t size, char *buf, size_t len)
-{
-    if (size >= GIB && size % GIB == 0)
-        snprintf(buf, len, "%zu GiB", size / GIB);
-    else if (size >= MIB && size % MIB == 0)
-        snprintf(buf, len, "%zu MiB", size / MIB);
-    else
-        snprintf(buf, len, "%zu KiB", size / KIB);
-    return buf;
-}
-
 static void progress(const char *name, int round, int rounds)
 {
     if (progress_tty)
@@ -256,12 +210,12 @@ static void progress(const char *name, int round, int rounds)
 static void print_row(const char *name, const double *k, const double *n, int rounds, long iters)
 {
     char kb[32], nb[32], range[48] = "";
-    double km = median(k, rounds), nm = -1, rmin = 0, rmax = 0;
+    double km = bench_median(k, rounds), nm = -1, rmin = 0, rmax = 0;
     int usable = 1;
     for (int r = 0; r < rounds; r++)
         usable &= n[r] > 0;
     if (usable) {
-        nm = median(n, rounds);
+        nm = bench_median(n, rounds);
         rmin = rmax = k[0] / n[0];
         for (int r = 1; r < rounds; r++) {
             double q = k[r] / n[r];
@@ -321,42 +275,17 @@ static void probe_locked(size_t size, char *out, size_t len)
 {
     kosvmm_stats before, after;
     if (RC_FAILED(kosvmm_get_stats(&before)))
-        die_rc("kosvmm_get_stats", rcInvalidArgument);
+        bench_die_rc("kosvmm_get_stats", rcInvalidArgument);
     long huge0 = anon_huge_kib();
     void *p = k_alloc(size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | VMM_FLAG_READ | VMM_FLAG_WRITE);
     long huge1 = anon_huge_kib();
     Retcode rc = kosvmm_get_stats(&after);
     if (RC_FAILED(rc))
-        die_rc("kosvmm_get_stats", rc);
+        bench_die_rc("kosvmm_get_stats", rc);
     k_unmap(p, size);
     snprintf(out, len, "pinned_bytes %llu of %zu, pin_refusals +%llu, AnonHugePages +%ld kB",
              (unsigned long long)(after.pinned_bytes - before.pinned_bytes), size,
              (unsigned long long)(after.pin_refusals - before.pin_refusals), huge1 - huge0);
-}
-
-static long meminfo_kib(const char *key)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    long kib = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, key, strlen(key)) == 0 && sscanf(line + strlen(key), "%ld", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
-static void read_line(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    snprintf(buf, len, "unknown");
-    if (f) {
-        if (fgets(buf, (int)len, f))
-            buf[strcspn(buf, "\n")] = '\0';
-        fclose(f);
-    }
 }
 
 static void usage(FILE *out)
@@ -391,7 +320,7 @@ int main(int argc, char **argv)
         rounds = quick ? 3 : 7;
     if (csv_path) {
         if (!(csv = fopen(csv_path, "w")))
-            die_errno(csv_path);
+            bench_die_errno(csv_path);
         fprintf(csv, "case,kosvmm_median_ns,native_median_ns,ratio,ratio_min,ratio_max,rounds,iterations\n");
     }
     progress_tty = isatty(STDERR_FILENO);
@@ -399,7 +328,7 @@ int main(int argc, char **argv)
 
     /* Three live copies can exist at once (probe aside, one per variant in turn), so leave the machine headroom. */
     size_t commit_size = quick ? 64 * MIB : GIB;
-    long avail_kib = meminfo_kib("MemAvailable:");
+    long avail_kib = bench_meminfo_kib("MemAvailable:");
     while (avail_kib > 0 && commit_size > 64 * MIB && commit_size / KIB * 3 > (size_t)avail_kib)
         commit_size /= 2;
     const long reserve_iters = quick ? 2000 : 20000, query_iters = quick ? 50000 : 500000;
@@ -410,15 +339,15 @@ int main(int argc, char **argv)
     char thp[128], tb[32], sz[16], probe[160], name[96];
     uname(&uts);
     getrlimit(RLIMIT_MEMLOCK, &ml);
-    read_line("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof thp);
+    bench_read_line("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof thp);
     probe_locked(commit_size, probe, sizeof probe);
 
     printf("kosvmm-bench-core: Linux %s %s, page %zu B, euid %d, RLIMIT_MEMLOCK %s, THP \"%s\"\n", uts.release,
            uts.machine, page_size, (int)geteuid(),
-           ml.rlim_cur == RLIM_INFINITY ? "unlimited" : fmt_size((size_t)ml.rlim_cur, tb, sizeof tb), thp);
+           ml.rlim_cur == RLIM_INFINITY ? "unlimited" : bench_fmt_size((size_t)ml.rlim_cur, tb, sizeof tb), thp);
     printf("%d interleaved rounds per case (kosvmm, native, kosvmm, native, ...); medians of per-operation means%s\n",
            rounds, quick ? "; --quick" : "");
-    printf("LOCKED commit of %s, probed once: %s\n\n", fmt_size(commit_size, sz, sizeof sz), probe);
+    printf("LOCKED commit of %s, probed once: %s\n\n", bench_fmt_size(commit_size, sz, sizeof sz), probe);
     printf("%-44s %12s %12s %8s   %s\n", "case", "kosvmm", "native", "ratio", "per-round ratio range");
 
     static const char *const l_reserve64[] = {"reserve+unmap 64 KiB"};
@@ -428,7 +357,7 @@ int main(int argc, char **argv)
     run_case("reserve+unmap 1 GiB", l_reserve1g, reserve_fns, 2, GIB, reserve_iters, rounds);
 
     char l_eager[2][96], l_commit[2][96];
-    fmt_size(commit_size, sz, sizeof sz);
+    bench_fmt_size(commit_size, sz, sizeof sz);
     snprintf(l_eager[0], sizeof l_eager[0], "alloc COMMIT|LOCKED+unmap %s", sz);
     snprintf(l_eager[1], sizeof l_eager[1], "  same, native incl. mlock");
     snprintf(l_commit[0], sizeof l_commit[0], "KnVmCommit %s into LOCKED reservation", sz);
@@ -444,7 +373,7 @@ int main(int argc, char **argv)
         size_t want = region_counts[i];
         query_bases = calloc(want, sizeof(void *));
         if (!query_bases)
-            die_errno("calloc");
+            bench_die_errno("calloc");
         /* Stops early rather than failing when the kernel runs out of map entries (vm.max_map_count). */
         for (query_count = 0; query_count < want; query_count++) {
             query_bases[query_count] = KnVmAllocate(RTL_NULL, page_size, VMM_FLAG_RESERVE | VMM_FLAG_READ);
@@ -452,7 +381,7 @@ int main(int argc, char **argv)
                 break;
         }
         if (query_count == 0)
-            die_rc("KnVmAllocate", kosvmm_last_error());
+            bench_die_rc("KnVmAllocate", kosvmm_last_error());
         snprintf(name, sizeof name, "KnVmQuery, %zu region%s%s", query_count, query_count == 1 ? "" : "s",
                  query_count < want ? " (kernel refused more)" : "");
         const char *const lq[] = {name};
@@ -465,7 +394,7 @@ int main(int argc, char **argv)
     kosvmm_stats st;
     Retcode rc = kosvmm_get_stats(&st);
     if (RC_FAILED(rc))
-        die_rc("kosvmm_get_stats", rc);
+        bench_die_rc("kosvmm_get_stats", rc);
     printf("\nnative baselines:\n"
            "  reserve:      mmap(PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE) + munmap\n"
            "  alloc commit: mmap(RW) + madvise(MADV_NOHUGEPAGE) + madvise(MADV_POPULATE_WRITE) [+ mlock] + munmap\n"

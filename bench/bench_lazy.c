@@ -3,6 +3,8 @@
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
+#include "bench_util.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -17,9 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KIB ((size_t)1 << 10)
-#define MIB ((size_t)1 << 20)
-#define GIB ((size_t)1 << 30)
 #define HUGE_2M (2 * MIB)
 #define MAX_ROUNDS 51
 #define MAX_THREADS 16
@@ -88,32 +87,12 @@ static int uffd_ok;
 static char uffd_reason[256];          /* why uffd rows are n/a, in full for the header */
 static char uffd_reason_short[96];     /* the same for each n/a row */
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* A failing call invalidates the comparison, so the benchmark stops instead of printing a partial table. */
-static void die_rc(const char *what, Retcode rc)
-{
-    fprintf(stderr, "\nkosvmm-bench-lazy: %s failed: " RETCODE_HR_FMT "\n", what, RETCODE_HR_PARAMS(rc));
-    exit(1);
-}
-
-static void die_errno(const char *what)
-{
-    fprintf(stderr, "\nkosvmm-bench-lazy: %s failed: %s\n", what, strerror(errno));
-    exit(1);
-}
-
 static void get_stats(kosvmm_stats *st)
 {
     memset(st, 0, sizeof *st);
     Retcode rc = kosvmm_get_stats(st);
     if (RC_FAILED(rc))
-        die_rc("kosvmm_get_stats", rc);
+        bench_die_rc("kosvmm_get_stats", rc);
 }
 
 static long minflt_now(void)
@@ -177,7 +156,7 @@ static void plan_case(struct bcase *c)
             /* Fisher-Yates over the chunk, truncated for the sparse patterns: distinct pages, random order. */
             ch->idx = malloc(ch->count * sizeof *ch->idx);
             if (!ch->idx)
-                die_errno("malloc");
+                bench_die_errno("malloc");
             for (size_t i = 0; i < ch->count; i++)
                 ch->idx[i] = (uint32_t)(ch->first + i);
             for (size_t i = ch->count - 1; i > 0; i--) {
@@ -280,14 +259,14 @@ static void set_lazy_config_for(int m)
     }
     Retcode rc = kosvmm_set_lazy_config(&cfg);
     if (RC_FAILED(rc))
-        die_rc("kosvmm_set_lazy_config", rc);
+        bench_die_rc("kosvmm_set_lazy_config", rc);
 }
 
 static void *native_map(size_t len)
 {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
-        die_errno("mmap");
+        bench_die_errno("mmap");
     return p;
 }
 
@@ -301,7 +280,7 @@ static void region_prepare(int m, size_t size, struct region *r)
         r->map = r->base = native_map(size);
         r->map_len = size;
         if (madvise(r->base, size, MADV_NOHUGEPAGE) != 0)
-            die_errno("madvise(MADV_NOHUGEPAGE)");
+            bench_die_errno("madvise(MADV_NOHUGEPAGE)");
         break;
     case M_THP: {
         /* Over-allocate by 2 MiB so the used part starts on a huge-page boundary. */
@@ -320,7 +299,7 @@ static void region_prepare(int m, size_t size, struct region *r)
         set_lazy_config_for(m);
         r->base = KnVmAllocate(RTL_NULL, size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
         if (r->base == RTL_NULL)
-            die_rc("KnVmAllocate(COMMIT)", kosvmm_last_error());
+            bench_die_rc("KnVmAllocate(COMMIT)", kosvmm_last_error());
         r->kosvmm = 1;
         break;
     }
@@ -335,7 +314,7 @@ static void region_populate(int m, size_t size, struct region *r)
         r->map = r->base = native_map(size);
         r->map_len = size;
         if (madvise(r->base, size, MADV_NOHUGEPAGE) != 0 || madvise(r->base, size, MADV_POPULATE_WRITE) != 0)
-            die_errno("madvise(MADV_POPULATE_WRITE)");
+            bench_die_errno("madvise(MADV_POPULATE_WRITE)");
         break;
     case M_THP:
     case M_THP_PIN:
@@ -344,16 +323,16 @@ static void region_populate(int m, size_t size, struct region *r)
         r->base = (char *)(((uintptr_t)r->map + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
         (void)madvise(r->base, size, MADV_HUGEPAGE);
         if (madvise(r->base, size, MADV_POPULATE_WRITE) != 0)
-            die_errno("madvise(MADV_POPULATE_WRITE)");
+            bench_die_errno("madvise(MADV_POPULATE_WRITE)");
         /* kosvmm pins LOCKED commits when allowed; this row shows what the pin alone costs in the kernel. */
         if (m == M_THP_PIN && mlock(r->base, size) != 0)
-            die_errno("mlock");
+            bench_die_errno("mlock");
         break;
     case M_EAGER:
         r->base = KnVmAllocate(RTL_NULL, size,
                                VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | VMM_FLAG_READ | VMM_FLAG_WRITE);
         if (r->base == RTL_NULL)
-            die_rc("KnVmAllocate(COMMIT|LOCKED)", kosvmm_last_error());
+            bench_die_rc("KnVmAllocate(COMMIT|LOCKED)", kosvmm_last_error());
         r->kosvmm = 1;
         break;
     default:
@@ -366,9 +345,9 @@ static void region_release(struct region *r, size_t size)
     if (r->kosvmm) {
         Retcode rc = KnVmUnmap(r->base, size);
         if (RC_FAILED(rc))
-            die_rc("KnVmUnmap", rc);
+            bench_die_rc("KnVmUnmap", rc);
     } else if (r->map && munmap(r->map, r->map_len) != 0) {
-        die_errno("munmap");
+        bench_die_errno("munmap");
     }
 }
 
@@ -377,9 +356,9 @@ static size_t resident_pages(const char *base, size_t size)
     size_t n = size / page_size, res = 0;
     unsigned char *vec = malloc(n);
     if (!vec)
-        die_errno("malloc");
+        bench_die_errno("malloc");
     if (mincore((void *)base, size, vec) != 0)
-        die_errno("mincore");
+        bench_die_errno("mincore");
     for (size_t i = 0; i < n; i++)
         res += vec[i] & 1;
     free(vec);
@@ -402,9 +381,9 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     pthread_barrier_wait(w->ready);
     pthread_barrier_wait(w->go);
-    w->t_start = now_ns();
+    w->t_start = bench_now_ns();
     touch_chunk(*w->base, w->ch, w->pattern);
-    w->t_end = now_ns();
+    w->t_end = bench_now_ns();
     return NULL;
 }
 
@@ -435,14 +414,14 @@ static void measure(struct bcase *c, int m, struct sample *s)
             w[t] = (struct worker){.ready = &ready, .go = &go, .base = &base, .ch = &c->chunk[t],
                                    .pattern = c->pattern};
             if (pthread_create(&w[t].tid, NULL, worker_main, &w[t]) != 0)
-                die_errno("pthread_create");
+                bench_die_errno("pthread_create");
         }
         pthread_barrier_wait(&ready);
     }
 
     get_stats(&st0);
     long flt0 = minflt_now();
-    double t0 = now_ns(), t_end;
+    double t0 = bench_now_ns(), t_end;
     if (is_prepopulated(m) || c->pattern == P_COMMIT) {
         region_populate(m, c->size, &r);
         base = r.base;
@@ -466,7 +445,7 @@ static void measure(struct bcase *c, int m, struct sample *s)
     } else {
         if (c->pattern != P_COMMIT)
             touch_chunk(base, &c->chunk[0], c->pattern);
-        t_end = now_ns();
+        t_end = bench_now_ns();
     }
     long flt1 = minflt_now();
     get_stats(&st1);
@@ -486,27 +465,13 @@ static void measure(struct bcase *c, int m, struct sample *s)
 
 /* ---- statistics and formatting ---- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n)
-{
-    double s[MAX_ROUNDS];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
 /* Median of one field over the rounds; the field is picked by its offset so each column needs no copy loop. */
 static double med_field(const struct sample *s, int rounds, size_t off)
 {
     double v[MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)
         v[r] = *(const double *)((const char *)&s[r] + off);
-    return median(v, rounds);
+    return bench_median(v, rounds);
 }
 
 #define MED(s, rounds, field) med_field((s), (rounds), offsetof(struct sample, field))
@@ -533,7 +498,7 @@ static void summarize(const struct bcase *c, int m, int rounds, struct summary *
     double v[MAX_ROUNDS] = {0};
     for (int r = 0; r < rounds; r++)
         v[r] = s[r].ns / div;
-    out->ns_page = median(v, rounds);
+    out->ns_page = bench_median(v, rounds);
     out->ns_min = out->ns_max = v[0];
     for (int r = 1; r < rounds; r++) {
         out->ns_min = v[r] < out->ns_min ? v[r] : out->ns_min;
@@ -559,17 +524,6 @@ static void summarize(const struct bcase *c, int m, int rounds, struct summary *
     out->pinned_bytes = MED(s, rounds, pinned_bytes);
 }
 
-static const char *fmt_size(size_t size, char *buf, size_t len)
-{
-    if (size >= GIB && size % GIB == 0)
-        snprintf(buf, len, "%zu GiB", size / GIB);
-    else if (size >= MIB && size % MIB == 0)
-        snprintf(buf, len, "%zu MiB", size / MIB);
-    else
-        snprintf(buf, len, "%zu KiB", size / KIB);
-    return buf;
-}
-
 static const char *fmt_ns(double ns, char *buf, size_t len)
 {
     if (ns < 10000)
@@ -591,7 +545,7 @@ static const char *fmt_elapsed(double ns, char *buf, size_t len)
 static void case_title(const struct bcase *c, char *buf, size_t len)
 {
     char sz[32];
-    fmt_size(c->size, sz, sizeof sz);
+    bench_fmt_size(c->size, sz, sizeof sz);
     if (c->pattern == P_COMMIT)
         snprintf(buf, len, "%s %s (%zu pages)", pattern_name[c->pattern], sz, c->npages);
     else
@@ -670,7 +624,7 @@ static void print_case(const struct bcase *c, int rounds, FILE *csv)
 static void progress(int round, int rounds, int done, int total, const struct bcase *c, int m)
 {
     char el[32], eta[48] = "";
-    double elapsed = now_ns() - run_start_ns;
+    double elapsed = bench_now_ns() - run_start_ns;
     if (done > 0) {
         char e[32];
         snprintf(eta, sizeof eta, ", ~%s left", fmt_elapsed(elapsed / done * (total - done), e, sizeof e));
@@ -680,24 +634,13 @@ static void progress(int round, int rounds, int done, int total, const struct bc
         /* Short enough for an 80-column terminal, or the carriage return would not rewrite it. */
         char sz[32];
         fprintf(stderr, "\r\033[Kround %d/%d, %d/%d: %s %s x%d, %s [%s%s]", round + 1, rounds, done + 1, total,
-                pattern_name[c->pattern], fmt_size(c->size, sz, sizeof sz), c->threads, method_name[m], el, eta);
+                pattern_name[c->pattern], bench_fmt_size(c->size, sz, sizeof sz), c->threads, method_name[m], el, eta);
     } else if (done % (total / rounds) == 0) {
         fprintf(stderr, "kosvmm-bench-lazy: round %d/%d [%s%s]\n", round + 1, rounds, el, eta);
     }
 }
 
 /* ---- uffd availability ---- */
-
-static void read_line(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    snprintf(buf, len, "unknown");
-    if (f) {
-        if (fgets(buf, (int)len, f))
-            buf[strcspn(buf, "\n")] = '\0';
-        fclose(f);
-    }
-}
 
 /* Asks for the uffd engine and touches a small lazy region: only faults actually served by the handler prove
  * that uffd rows will measure uffd and not kernel demand paging under another name. */
@@ -709,20 +652,20 @@ static void probe_uffd(void)
     cfg.engine = KOSVMM_ENGINE_UFFD;
     Retcode rc = kosvmm_set_lazy_config(&cfg);
     if (RC_FAILED(rc))
-        die_rc("kosvmm_set_lazy_config", rc);
+        bench_die_rc("kosvmm_set_lazy_config", rc);
     get_stats(&st0);
     char *p = KnVmAllocate(RTL_NULL, size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
     if (p == RTL_NULL)
-        die_rc("KnVmAllocate(COMMIT)", kosvmm_last_error());
+        bench_die_rc("KnVmAllocate(COMMIT)", kosvmm_last_error());
     for (size_t i = 0; i < size; i += page_size)
         p[i] = 1;
     get_stats(&st1);
     rc = KnVmUnmap(p, size);
     if (RC_FAILED(rc))
-        die_rc("KnVmUnmap", rc);
+        bench_die_rc("KnVmUnmap", rc);
     rc = kosvmm_set_lazy_config(&default_cfg);
     if (RC_FAILED(rc))
-        die_rc("kosvmm_set_lazy_config", rc);
+        bench_die_rc("kosvmm_set_lazy_config", rc);
 
     if (st1.lazy_engine == KOSVMM_ENGINE_UFFD && st1.uffd_faults > st0.uffd_faults) {
         uffd_ok = 1;
@@ -730,7 +673,7 @@ static void probe_uffd(void)
     }
     char unpriv[32];
     const char *env = getenv("KOSVMM_ENGINE");
-    read_line("/proc/sys/vm/unprivileged_userfaultfd", unpriv, sizeof unpriv);
+    bench_read_line("/proc/sys/vm/unprivileged_userfaultfd", unpriv, sizeof unpriv);
     if (st1.lazy_engine == KOSVMM_ENGINE_UFFD) {
         snprintf(uffd_reason, sizeof uffd_reason,
                  "lazy_engine says uffd but the handler served no fault; this build has no working engine");
@@ -860,8 +803,8 @@ static const struct bcase *find_case(int pattern, int threads)
 static void print_targets(int rounds, const int *tcounts, int ntc, size_t seq_size, size_t commit_size)
 {
     char sz[32], csz[32];
-    fmt_size(seq_size, sz, sizeof sz);
-    fmt_size(commit_size, csz, sizeof csz);
+    bench_fmt_size(seq_size, sz, sizeof sz);
+    bench_fmt_size(commit_size, csz, sizeof csz);
     const char *seq_note = seq_size == GIB ? "" : " [not the 1 GiB target size]";
     const char *commit_note = commit_size == GIB ? "" : " [not the 1 GiB target size]";
     printf("\nTargets (issue 3), ratios measured in this run; median (per-round min..max):\n");
@@ -945,20 +888,6 @@ static int parse_threads(const char *s, int *out)
     return n;
 }
 
-static long meminfo_kib(const char *key)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    long kib = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, key, strlen(key)) == 0 && sscanf(line + strlen(key), "%ld", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -1032,7 +961,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kosvmm-bench-lazy: --other-size too large\n");
         return 2;
     }
-    long avail_kib = meminfo_kib("MemAvailable:");
+    long avail_kib = bench_meminfo_kib("MemAvailable:");
     size_t biggest = seq_size > commit_size ? seq_size : commit_size;
     /* One region lives at a time, but the kernel frees a big munmap lazily: keep twice the largest free. */
     if (avail_kib > 0 && biggest / KIB * 2 > (size_t)avail_kib) {
@@ -1043,14 +972,14 @@ int main(int argc, char **argv)
 
     Retcode rc = kosvmm_get_lazy_config(&default_cfg);
     if (RC_FAILED(rc))
-        die_rc("kosvmm_get_lazy_config", rc);
+        bench_die_rc("kosvmm_get_lazy_config", rc);
     probe_uffd();
 
     /* Cases: every touch pattern on every thread count, then the eager-commit case for the third target. */
     int npat = P_COMMIT;
     cases = calloc((size_t)(npat * ntc + 1), sizeof *cases);
     if (!cases)
-        die_errno("calloc");
+        bench_die_errno("calloc");
     for (int p = 0; p < npat; p++)
         for (int t = 0; t < ntc; t++) {
             struct bcase *bc = &cases[ncases++];
@@ -1076,7 +1005,7 @@ int main(int argc, char **argv)
 
     FILE *csv = fopen(csv_path, "w");
     if (!csv)
-        die_errno(csv_path);
+        bench_die_errno(csv_path);
 
     /* Header: everything that decides what the numbers mean on this machine. */
     struct utsname uts;
@@ -1084,9 +1013,9 @@ int main(int argc, char **argv)
     char thp[128], thp_defrag[128], unpriv[32], sz[32], rsz[32], csz[32];
     uname(&uts);
     getrlimit(RLIMIT_MEMLOCK, &ml);
-    read_line("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof thp);
-    read_line("/sys/kernel/mm/transparent_hugepage/defrag", thp_defrag, sizeof thp_defrag);
-    read_line("/proc/sys/vm/unprivileged_userfaultfd", unpriv, sizeof unpriv);
+    bench_read_line("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof thp);
+    bench_read_line("/sys/kernel/mm/transparent_hugepage/defrag", thp_defrag, sizeof thp_defrag);
+    bench_read_line("/proc/sys/vm/unprivileged_userfaultfd", unpriv, sizeof unpriv);
     printf("kosvmm-bench-lazy: Linux %s %s, %ld CPUs online, page %zu B, euid %d, RLIMIT_MEMLOCK %s\n", uts.release,
            uts.machine, sysconf(_SC_NPROCESSORS_ONLN), page_size, (int)geteuid(),
            ml.rlim_cur == RLIM_INFINITY ? "unlimited" : "limited");
@@ -1098,8 +1027,8 @@ int main(int argc, char **argv)
         printf("uffd engine: available (probe: lazy_engine=uffd, handler served faults)\n");
     else
         printf("uffd engine: UNAVAILABLE (%s); uffd rows are n/a\n", uffd_reason);
-    printf("sizes: seq-fwd write %s, other patterns %s, eager commit %s; threads", fmt_size(seq_size, sz, sizeof sz),
-           fmt_size(rand_size, rsz, sizeof rsz), fmt_size(commit_size, csz, sizeof csz));
+    printf("sizes: seq-fwd write %s, other patterns %s, eager commit %s; threads", bench_fmt_size(seq_size, sz, sizeof sz),
+           bench_fmt_size(rand_size, rsz, sizeof rsz), bench_fmt_size(commit_size, csz, sizeof csz));
     for (int t = 0; t < ntc; t++)
         printf("%s%d", t ? "," : " ", tcounts[t]);
     printf(" (not pinned); %d interleaved round%s%s\n", rounds, rounds == 1 ? "" : "s", quick ? "; --quick" : "");
@@ -1116,7 +1045,7 @@ int main(int argc, char **argv)
         for (int m = 0; m < M_COUNT; m++)
             per_round += cases[i].run[m];
     int total = per_round * rounds, done = 0;
-    run_start_ns = now_ns();
+    run_start_ns = bench_now_ns();
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < ncases; i++) {
             int list[M_COUNT], n = 0;
@@ -1136,11 +1065,11 @@ int main(int argc, char **argv)
             }
         }
     }
-    double run_ns = now_ns() - run_start_ns;
+    double run_ns = bench_now_ns() - run_start_ns;
     if (progress_tty)
         fprintf(stderr, "\r\033[K");
     if (RC_FAILED(kosvmm_set_lazy_config(&default_cfg)))
-        die_rc("kosvmm_set_lazy_config", rcInvalidArgument);
+        bench_die_rc("kosvmm_set_lazy_config", rcInvalidArgument);
 
     fprintf(csv, "pattern,size_bytes,threads,method,touched_pages,rounds,ns_per_page_median,ns_per_page_min,"
                  "ns_per_page_max,ratio_to_baseline,ratio_min,ratio_max,minflt,uffd_faults,uffd_pages_filled,"
