@@ -5,7 +5,6 @@
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,18 +22,6 @@
 
 #define MAXP KOSVMM_CHANNEL_MAX_PAYLOAD
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
-
-/* Descriptors open in this process; the directory's own descriptor is counted every time alike. */
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
 
 /* A name no other test process uses at the same time (meson runs suites in parallel). */
 static const char *unique_name(const char *what)
@@ -284,7 +271,7 @@ static void expect_rejected(const void *data, size_t len, int nfds, Retcode want
 {
     kosvmm_channel *a, *b;
     ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    int base = fd_count();
+    int base = tu_fd_count();
     int fds[32];
     open_dummies(fds, nfds);
     raw_send(kosvmm_channel_fd(a), data, len, fds, nfds);
@@ -293,7 +280,7 @@ static void expect_rejected(const void *data, size_t len, int nfds, Retcode want
     unsigned char buf[MAXP];
     ck_assert_uint_eq(kosvmm_channel_recv(b, &h, buf, sizeof buf, RTL_NULL), want);
     ck_assert_uint_eq(h, 77);
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     /* the channel still works afterwards */
     ck_assert_uint_eq(kosvmm_channel_send(a, "ok", 2), rcOk);
     ck_assert_uint_eq(kosvmm_channel_recv(b, &h, buf, sizeof buf, RTL_NULL), rcOk);
@@ -364,7 +351,7 @@ START_TEST(handle_message_refused_without_handle_out)
     /* a well-formed handle message to a receiver that accepts payload only: dropped, not imported */
     kosvmm_channel *a, *b;
     ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    int base = fd_count();
+    int base = tu_fd_count();
     int fds[2];
     open_dummies(fds, 2);
     struct kvmm_mdl_export e = {.buffer_fd = fds[0], .buffer_size = 4096, .length = 4096,
@@ -375,7 +362,7 @@ START_TEST(handle_message_refused_without_handle_out)
     rtl_size_t n = 99;
     ck_assert_uint_eq(kosvmm_channel_recv(b, RTL_NULL, buf, sizeof buf, &n), rcInvalidOperation);
     ck_assert_uint_eq(n, 99);
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     kosvmm_channel_close(a);
     kosvmm_channel_close(b);
 }
@@ -386,7 +373,7 @@ START_TEST(wire_round_trip_plain_fds)
     /* the wire layer alone, with plain descriptors: order and numbers arrive as sent */
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    int base = fd_count();
+    int base = tu_fd_count();
     int fds[KVMM_WIRE_MAX_FDS];
     open_dummies(fds, KVMM_WIRE_MAX_FDS);
     struct kvmm_mdl_export e = {.buffer_fd = fds[0], .buffer_size = 1 << 20, .offset = 4096, .length = 8192,
@@ -414,9 +401,9 @@ START_TEST(wire_round_trip_plain_fds)
     ck_assert_uint_eq(m.desc.revoke_count, KVMM_MDL_MAX_REVOKE);
     ck_assert_uint_eq(m.desc.revoke_slot[3], 103);
     ck_assert_int_eq(fcntl(m.desc.buffer_fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC); /* MSG_CMSG_CLOEXEC */
-    ck_assert_int_eq(fd_count(), base + KVMM_WIRE_MAX_FDS);
+    ck_assert_int_eq(tu_fd_count(), base + KVMM_WIRE_MAX_FDS);
     kvmm_wire_msg_close(&m);
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     close_all(sv, 2);
 }
 END_TEST
@@ -454,7 +441,7 @@ START_TEST(server_many_peers_uring)
     const char *name = unique_name("uring");
     kosvmm_channel_server *srv;
     ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
-    int base = fd_count();
+    int base = tu_fd_count();
     pid_t pids[PEERS];
     for (int i = 0; i < PEERS; i++) {
         pids[i] = fork();
@@ -522,7 +509,7 @@ START_TEST(server_many_peers_uring)
     ck_assert_uint_eq(kosvmm_channel_server_wait(RTL_NULL, 0, &ev), rcInvalidArgument);
     ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 0, RTL_NULL), rcInvalidArgument);
     ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
-    ck_assert_int_eq(fd_count(), base - 1); /* the listening socket went too */
+    ck_assert_int_eq(tu_fd_count(), base - 1); /* the listening socket went too */
 }
 END_TEST
 
@@ -530,7 +517,7 @@ START_TEST(server_disconnect_and_close_with_unread_fds)
 {
     const char *name = unique_name("drain");
     kosvmm_channel_server *srv;
-    int base = fd_count();
+    int base = tu_fd_count();
     ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
     kosvmm_channel *c1, *c2;
     static kosvmm_channel_event ev;
@@ -565,7 +552,7 @@ START_TEST(server_disconnect_and_close_with_unread_fds)
     ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
     kosvmm_channel_close(c1);
     kosvmm_channel_close(c2);
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
 }
 END_TEST
 
@@ -580,7 +567,7 @@ START_TEST(server_rejects_forged_on_ring)
     static kosvmm_channel_event ev;
     ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 5000, &ev), rcOk);
     ck_assert_uint_eq(ev.type, KOSVMM_CHANNEL_EVENT_CONNECTED);
-    int base = fd_count();
+    int base = tu_fd_count();
 
     int fds[20];
     open_dummies(fds, 20);
@@ -599,7 +586,7 @@ START_TEST(server_rejects_forged_on_ring)
         ck_assert_uint_eq(ev.rc, rcSecurityDisallow);
         ck_assert_uint_eq(ev.handle, INVALID_HANDLE);
     }
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     /* still connected: a good message follows */
     ck_assert_uint_eq(kosvmm_channel_send(c, "ok", 2), rcOk);
     ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 5000, &ev), rcOk);
@@ -743,7 +730,7 @@ START_TEST(forged_description_claims_write)
     Handle h = new_buffer(size, 0, &va);
     kosvmm_channel *a, *b;
     ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    int base = fd_count();
+    int base = tu_fd_count();
     struct kvmm_mdl_export e;
     ck_assert_int_eq(kvmm_mdl_export(h, KVMM_RIGHT_READ, &e), 0);
     e.rights |= KVMM_RIGHT_WRITE;
@@ -752,7 +739,7 @@ START_TEST(forged_description_claims_write)
     Handle got = 5;
     ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcNoCapability);
     ck_assert_uint_eq(got, 5);
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     kosvmm_channel_close(a);
     kosvmm_channel_close(b);
 }
@@ -769,7 +756,7 @@ START_TEST(receiver_out_of_descriptors)
     ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
     for (int room = 0; room < 2; room++) {
         ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
-        int base = fd_count();
+        int base = tu_fd_count();
         int low = dup(0); /* the lowest free number: every one below it is taken */
         ck_assert_int_ge(low, 0);
         close(low);
@@ -783,7 +770,7 @@ START_TEST(receiver_out_of_descriptors)
         ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
         ck_assert_uint_eq(rc, rcQuotaExceeded);
         ck_assert_uint_eq(got, 9);
-        ck_assert_int_eq(fd_count(), base);
+        ck_assert_int_eq(tu_fd_count(), base);
     }
     /* with room again, the next one arrives */
     ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
@@ -802,7 +789,7 @@ START_TEST(thousand_transfers_no_leak)
     Handle h = new_buffer(size, 7, &va);
     kosvmm_channel *a, *b;
     ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    int base = fd_count();
+    int base = tu_fd_count();
     for (int i = 0; i < 1000; i++) {
         Handle got = pass(a, b, h, i % 2 ? R : RW | T);
         if (i % 100 == 0) { /* now and then map it too: mappings must not pin descriptors either */
@@ -819,7 +806,7 @@ START_TEST(thousand_transfers_no_leak)
         ck_assert_uint_eq(none, INVALID_HANDLE);
         ck_assert_int_eq(j, i);
     }
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     kosvmm_channel_close(a);
     kosvmm_channel_close(b);
 }
@@ -830,7 +817,7 @@ START_TEST(peer_killed_mid_transfer)
     size_t size = tu_page();
     void *va;
     Handle h = new_buffer(size, 1, &va);
-    int base = fd_count();
+    int base = tu_fd_count();
     kosvmm_channel *a, *b;
     ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
     pid_t child = fork();
@@ -862,7 +849,7 @@ START_TEST(peer_killed_mid_transfer)
     char c;
     ck_assert_uint_eq(kosvmm_channel_recv(a, RTL_NULL, &c, 1, RTL_NULL), rcResourceNotFound);
     ck_assert_uint_eq(kosvmm_channel_close(a), rcOk);
-    ck_assert_int_eq(fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     /* and the handle is as good as before */
     void *m;
     ck_assert_uint_eq(KnPmmMdlMap(h, 0, size, RTL_NULL, RW, &m), rcOk);
@@ -892,7 +879,7 @@ START_TEST(server_receives_handles)
     const char *name = unique_name("handles");
     kosvmm_channel_server *srv;
     ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
-    int base = fd_count();
+    int base = tu_fd_count();
     pid_t pids[PEERS];
     for (int i = 0; i < PEERS; i++) {
         pids[i] = fork();
@@ -930,7 +917,7 @@ START_TEST(server_receives_handles)
         ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "peer %d status %#x", i, status);
     }
     ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
-    ck_assert_int_eq(fd_count(), base - 1);
+    ck_assert_int_eq(tu_fd_count(), base - 1);
 }
 END_TEST
 

@@ -56,17 +56,6 @@ static void *map(Handle h, size_t off, size_t len, int prot)
     return a;
 }
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1; /* the directory's own fd */
-}
-
 static bool fd_closed(int fd)
 {
     return fcntl(fd, F_GETFD) == -1 && errno == EBADF;
@@ -281,9 +270,9 @@ START_TEST(create_from_buf_bad_arguments)
     /* An unreadable source is refused, not a crash. */
     void *none = mmap(NULL, P, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(none, MAP_FAILED);
-    int fds = count_fds();
+    int fds = tu_fd_count();
     ck_assert_uint_eq(KnPmmMdlCreateFromBuf(P, RW, none, P, &h), rcInvalidArgument);
-    ck_assert_int_eq(count_fds(), fds);
+    ck_assert_int_eq(tu_fd_count(), fds);
     ck_assert_uint_eq(h, SENTINEL);
     ck_assert_uint_eq(kvmm_handle_count(), 0);
 }
@@ -704,7 +693,7 @@ END_TEST
 
 START_TEST(fd_count_back_to_baseline_after_cycles)
 {
-    int base = count_fds();
+    int base = tu_fd_count();
     for (int i = 0; i < 1000; i++) {
         Handle h = create(2 * P, RW), c, imp;
         char *a = map(h, 0, 2 * P, RW);
@@ -726,7 +715,7 @@ START_TEST(fd_count_back_to_baseline_after_cycles)
         ck_assert_uint_eq(KnHandleClose(c), rcOk);
         ck_assert_uint_eq(KnHandleClose(h), rcOk);
     }
-    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
     ck_assert_uint_eq(kvmm_handle_count(), 0);
     ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
 }
@@ -1023,7 +1012,7 @@ static void *handle_stress(void *arg)
 
 START_TEST(handles_from_many_threads)
 {
-    int base = count_fds();
+    int base = tu_fd_count();
     struct stress st = {create(P, RW), 300};
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
@@ -1035,7 +1024,7 @@ START_TEST(handles_from_many_threads)
     ck_assert_uint_eq(KnHandleClose(st.root), rcOk);
     ck_assert_uint_eq(kvmm_handle_count(), 0);
     ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
-    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
 }
 END_TEST
 
@@ -1111,7 +1100,7 @@ START_TEST(import_validates_description)
 {
     Handle h = create(2 * P, RW), c;
     ck_assert_uint_eq(KnPmmMdlClone(h, P, P, &c), rcOk);
-    int base = count_fds();
+    int base = tu_fd_count();
     struct kvmm_mdl_export e;
     int fds[1 + KVMM_MDL_MAX_REVOKE];
 #define SPOIL(stmt, want)                                                                \
@@ -1178,7 +1167,7 @@ START_TEST(import_validates_description)
     describe(c, ~0u, &e, fds);
     ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
     expect_refused(&e, fds, -EKEYREVOKED);
-    ck_assert_int_eq(count_fds(), base);
+    ck_assert_int_eq(tu_fd_count(), base);
 #undef SPOIL
 }
 END_TEST

@@ -5,7 +5,6 @@
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,17 +20,6 @@
 #define R VMM_FLAG_READ
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 #define RX (VMM_FLAG_READ | VMM_FLAG_EXECUTE)
-
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
 
 static const unsigned char build_id[20] = {0xb0, 0xd2, 0xb2, 0xe2, 0x1d, 0xa9, 0x7a, 0xf4, 0x23, 0xd0,
                                            0xf7, 0x8f, 0xe9, 0xf1, 0x46, 0x49, 0x14, 0xad, 0xcc, 0x09};
@@ -135,12 +123,12 @@ static void expect_buf_refused(Retcode want, VmSeg *seg, void *load, size_t offs
         before = *seg;
     }
     uint32_t handles = kvmm_handle_count();
-    int fds = fd_count();
+    int fds = tu_fd_count();
     ck_assert_uint_eq(KnVmSegInitFromBuf(seg, load, offset, size, flags, 0, id, id_size, buf, buf_size), want);
     if (seg)
         ck_assert_int_eq(memcmp(seg, &before, sizeof before), 0);
     ck_assert_uint_eq(kvmm_handle_count(), handles);
-    ck_assert_int_eq(fd_count(), fds);
+    ck_assert_int_eq(tu_fd_count(), fds);
 }
 
 START_TEST(from_buf_bad_inputs)
@@ -217,7 +205,7 @@ static void expect_vm_refused(Retcode want, VmSeg *seg, void *load, void *addr, 
         before = *seg;
     }
     uint32_t handles = kvmm_handle_count();
-    int fds = fd_count();
+    int fds = tu_fd_count();
     Retcode rc = KnVmSegInitFromVm(seg, load, addr, size, flags);
     if (want == rcFail) /* "some failure", whatever the MDL layer calls it */
         ck_assert_msg(RC_FAILED(rc), "expected a failure, got %#x", rc);
@@ -226,7 +214,7 @@ static void expect_vm_refused(Retcode want, VmSeg *seg, void *load, void *addr, 
     if (seg)
         ck_assert_int_eq(memcmp(seg, &before, sizeof before), 0);
     ck_assert_uint_eq(kvmm_handle_count(), handles);
-    ck_assert_int_eq(fd_count(), fds);
+    ck_assert_int_eq(tu_fd_count(), fds);
 }
 
 START_TEST(from_vm_bad_inputs)

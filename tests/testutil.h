@@ -36,6 +36,9 @@ void tu_assert_perms(const void *p, const char *want);
 /* VmLck of this process in kB, from /proc/self/status: how much mlock really pinned. */
 long tu_vmlck_kb(void);
 
+/* File descriptors open in this process (from /proc/self/fd, its own descriptor not counted). */
+int tu_fd_count(void);
+
 /* Starts kosvmm's userfaultfd engine now (a lazily committed page, touched and freed), so the
  * mappings it makes once (thread stack, ring, buffers) cannot land in an address-space hole a
  * test frees next to place a region at a fixed address. */

@@ -29,8 +29,10 @@ long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake);
 /* Wakes threads waiting on [lo, hi) whose page someone else filled. */
 void kvmm_uffd_wake(uintptr_t lo, uintptr_t hi);
 
-/* Serves one fault: plans a window under try-locks, fills it, queues read-ahead. */
-void kvmm_uffd_serve(uintptr_t addr, bool write);
+/* Serves one fault: plans a window under try-locks, fills it, queues read-ahead. Read and write
+ * faults are filled alike with UFFDIO_COPY: a zero page mapped for a read (UFFDIO_ZEROPAGE) costs
+ * a second, kernel-side fault when the page is written, and counts as resident in mincore anyway. */
+void kvmm_uffd_serve(uintptr_t addr);
 /* Fills one chunk of queued read-ahead. 1 if more is queued, 0 if none, -1 if a lock was busy. */
 int kvmm_uffd_readahead_step(void);
 /* Drops all queued read-ahead (stop, fork). */

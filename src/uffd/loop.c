@@ -22,8 +22,7 @@ static bool drain(void)
             break; /* EAGAIN: queue empty */
         for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++)
             if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-                kvmm_uffd_serve((uintptr_t)msgs[i].arg.pagefault.address,
-                                msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+                kvmm_uffd_serve((uintptr_t)msgs[i].arg.pagefault.address);
     }
     uint64_t stop;
     return read(kvmm_engine.control, &stop, sizeof stop) != sizeof stop;

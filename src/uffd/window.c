@@ -72,7 +72,7 @@ static struct kvmm_stream *find_stream(struct kvmm_lazy *lz, uintptr_t page, int
         struct kvmm_stream *s = &lz->streams[i];
         if (s->lo == s->hi)
             continue;
-        if (page >= s->lo && page <= s->hi && page != s->lo - page_size()) {
+        if (page >= s->lo && page <= s->hi) {
             *hit = page == s->hi ? +1 : s->dir; /* at the top: continues up; inside: its own way */
             return s;
         }
@@ -162,11 +162,10 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
     return true;
 }
 
-void kvmm_uffd_serve(uintptr_t addr, bool write)
+void kvmm_uffd_serve(uintptr_t addr)
 {
     const uintptr_t P = page_size();
     const uintptr_t page = addr & ~(P - 1);
-    (void)write; /* reads are filled like writes: see the closing notes of issue 3 for why */
     kvmm_count(uffd_faults, 1);
     kosvmm_lazy_config cfg;
     kvmm_lazy_config(&cfg);
