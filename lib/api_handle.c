@@ -3,6 +3,7 @@
 
 #include "errors.h"
 #include "handle_table.h"
+#include "policy.h"
 #include "visibility.h"
 
 KVMM_PUBLIC Retcode KnHandleClose(Handle handle)
@@ -12,5 +13,6 @@ KVMM_PUBLIC Retcode KnHandleClose(Handle handle)
 
 KVMM_PUBLIC Retcode KnHandleRevoke(Handle handle)
 {
-    return kvmm_retcode(kvmm_handle_revoke(handle));
+    int rc = kvmm_policy_enter(KVMM_M_HANDLE_REVOKE);
+    return kvmm_retcode(rc ? rc : kvmm_handle_revoke(handle));
 }

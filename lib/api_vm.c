@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "os.h"
+#include "policy.h"
 #include "region_map.h"
 #include "stats.h"
 #include "transition.h"
@@ -61,11 +62,9 @@ static void install_guard(uintptr_t page)
     __atomic_store_n(&kvmm_counters.guard_mechanism, mechanism, __ATOMIC_RELAXED);
 }
 
-static int allocate(uintptr_t addr, size_t size, int flags, uintptr_t *out)
+static int place(uintptr_t addr, size_t size, int flags, uintptr_t *out)
 {
-    int rc = check_alloc(addr, size, flags);
-    if (rc)
-        return rc;
+    int rc;
     size_t page = kvmm_os_page_size();
     size_t low = flags & VMM_FLAG_LOW_GUARD ? page : 0, high = flags & VMM_FLAG_HIGH_GUARD ? page : 0;
     size_t total;
@@ -105,6 +104,21 @@ static int allocate(uintptr_t addr, size_t size, int flags, uintptr_t *out)
     return 0;
 }
 
+static int allocate(uintptr_t addr, size_t size, int flags, uintptr_t *out)
+{
+    int rc = kvmm_policy_enter(KVMM_M_ALLOCATE);
+    if (rc || (rc = check_alloc(addr, size, flags)) || (rc = kvmm_policy_wx(flags & VMM_FLAG_RWX_MASK)))
+        return rc;
+    uint64_t committed = flags & VMM_FLAG_COMMIT ? size : 0;
+    if ((rc = kvmm_quota_charge2(KVMM_Q_RESERVED, size, KVMM_Q_COMMITTED, committed)))
+        return rc;
+    if ((rc = place(addr, size, flags, out))) {
+        kvmm_quota_uncharge(KVMM_Q_RESERVED, size);
+        kvmm_quota_uncharge(KVMM_Q_COMMITTED, committed);
+    }
+    return rc;
+}
+
 KVMM_PUBLIC void *KnVmAllocate(void *addr, rtl_size_t size, int flags)
 {
     uintptr_t base = 0;
@@ -117,18 +131,41 @@ KVMM_PUBLIC Retcode kosvmm_last_error(void)
     return last_error;
 }
 
-static int range_op(void *addr, size_t size, enum kvmm_op op, int prot)
+/* The transition, with the committed-bytes quota charged for what it may add and settled with
+ * what it really did (a kernel refusal part-way leaves some pieces changed). Region locked. */
+static int charged_transition(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, enum kvmm_op op, int prot)
+{
+    uint64_t before, mdl, now;
+    kvmm_region_count(r, lo, hi, &before, &mdl);
+    /* Commit and reset leave the whole range committed, decommit none of it; a range with MDL
+     * pages is refused before anything changes, so it asks for nothing. */
+    uint64_t after = op == KVMM_OP_PROTECT || mdl ? before : op == KVMM_OP_DECOMMIT ? 0 : hi - lo;
+    uint64_t charge = after > before ? after - before : 0;
+    int rc = kvmm_quota_charge(KVMM_Q_COMMITTED, charge);
+    if (rc)
+        return rc;
+    rc = kvmm_transition(r, lo, hi, op, prot);
+    kvmm_region_count(r, lo, hi, &now, NULL);
+    kvmm_quota_settle(KVMM_Q_COMMITTED, charge, (int64_t)(now - before));
+    return rc;
+}
+
+static int range_op(enum kvmm_method m, void *addr, size_t size, enum kvmm_op op, int prot)
 {
     uintptr_t lo = (uintptr_t)addr, hi;
-    int rc = check_range(lo, size, &hi);
+    int rc = kvmm_policy_enter(m);
     if (rc)
+        return rc;
+    if (op == KVMM_OP_PROTECT && !protection_valid(prot))
+        return -EINVAL;
+    if ((rc = check_range(lo, size, &hi)) || (op == KVMM_OP_PROTECT && (rc = kvmm_policy_wx(prot))))
         return rc;
     kvmm_map_rdlock();
     struct kvmm_region *r = kvmm_map_find(lo);
     rc = !r ? -ENOENT : hi > r->end ? -EINVAL : 0;
     if (!rc) {
         pthread_mutex_lock(&r->lock);
-        rc = kvmm_transition(r, lo, hi, op, prot);
+        rc = charged_transition(r, lo, hi, op, prot);
         pthread_mutex_unlock(&r->lock);
     }
     kvmm_map_unlock();
@@ -138,24 +175,22 @@ static int range_op(void *addr, size_t size, enum kvmm_op op, int prot)
 KVMM_PUBLIC Retcode KnVmCommit(void *addr, rtl_size_t size, int flags)
 {
     (void)flags; /* fictitious on KasperskyOS too: the region's LOCKED flag decides the mode */
-    return kvmm_retcode(range_op(addr, size, KVMM_OP_COMMIT, 0));
+    return kvmm_retcode(range_op(KVMM_M_COMMIT, addr, size, KVMM_OP_COMMIT, 0));
 }
 
 KVMM_PUBLIC Retcode KnVmDecommit(void *addr, rtl_size_t size)
 {
-    return kvmm_retcode(range_op(addr, size, KVMM_OP_DECOMMIT, 0));
+    return kvmm_retcode(range_op(KVMM_M_DECOMMIT, addr, size, KVMM_OP_DECOMMIT, 0));
 }
 
 KVMM_PUBLIC Retcode KnVmReset(void *addr, rtl_size_t size)
 {
-    return kvmm_retcode(range_op(addr, size, KVMM_OP_RESET, 0));
+    return kvmm_retcode(range_op(KVMM_M_RESET, addr, size, KVMM_OP_RESET, 0));
 }
 
 KVMM_PUBLIC Retcode KnVmProtect(void *addr, rtl_size_t size, int newFlags)
 {
-    if (!protection_valid(newFlags))
-        return kvmm_retcode(-EINVAL);
-    return kvmm_retcode(range_op(addr, size, KVMM_OP_PROTECT, newFlags));
+    return kvmm_retcode(range_op(KVMM_M_PROTECT, addr, size, KVMM_OP_PROTECT, newFlags));
 }
 
 /* Unmaps [lo, hi) of r; the map is write-locked and r locked. Frees r when nothing is left. */
@@ -196,8 +231,8 @@ static int unmap_locked(struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
 KVMM_PUBLIC Retcode KnVmUnmap(void *addr, rtl_size_t size)
 {
     uintptr_t lo = (uintptr_t)addr, hi;
-    int rc = check_range(lo, size, &hi);
-    if (rc)
+    int rc = kvmm_policy_enter(KVMM_M_FREE);
+    if (rc || (rc = check_range(lo, size, &hi)))
         return kvmm_retcode(rc);
     /* Write lock: the region may be split, shrunk or removed. */
     kvmm_map_wrlock();
@@ -205,7 +240,13 @@ KVMM_PUBLIC Retcode KnVmUnmap(void *addr, rtl_size_t size)
     rc = !r ? -ENOENT : hi > r->end ? -EINVAL : 0;
     if (!rc) {
         pthread_mutex_lock(&r->lock);
+        uint64_t committed;
+        kvmm_region_count(r, lo, hi, &committed, NULL);
         rc = unmap_locked(r, lo, hi);
+        if (rc >= 0) { /* munmap is all or nothing */
+            kvmm_quota_uncharge(KVMM_Q_RESERVED, hi - lo);
+            kvmm_quota_uncharge(KVMM_Q_COMMITTED, committed);
+        }
         if (rc == 1)
             rc = 0; /* r is gone, its lock with it */
         else
@@ -226,8 +267,9 @@ static void describe_region(const struct kvmm_region *r, VmQueryInfo *info)
 
 KVMM_PUBLIC Retcode KnVmQuery(const void *va, VmQueryInfo *info)
 {
-    if (!info)
-        return kvmm_retcode(-EINVAL);
+    int rc = kvmm_policy_enter(KVMM_M_QUERY);
+    if (rc || !info)
+        return kvmm_retcode(rc ? rc : -EINVAL);
     uintptr_t page = (uintptr_t)va & ~(uintptr_t)(kvmm_os_page_size() - 1);
     VmQueryInfo out;
     memset(&out, 0, sizeof out);

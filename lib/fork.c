@@ -3,21 +3,27 @@
 
 #include "fork.h"
 #include "handle_table.h"
+#include "mdl_memfd/mdl_internal.h"
+#include "policy.h"
 #include "region_map.h"
 #include "uffd/uffd.h"
 
 /* Range calls hold the map lock (shared) for their whole duration, so holding it exclusively
- * here means no region lock is held either; then the engine lock, then the handle table's, in
- * the order every other path takes them. */
+ * here means no region lock is held either; then the engine lock, the handle table's, the MDL
+ * quota table's and the policy's, in the order every other path takes them. */
 static void prepare(void)
 {
     kvmm_map_wrlock();
     kvmm_uffd_fork_prepare();
     kvmm_handle_table_lock();
+    kvmm_mdl_hold_fork_prepare();
+    kvmm_policy_fork_prepare();
 }
 
 static void parent(void)
 {
+    kvmm_policy_fork_release();
+    kvmm_mdl_hold_fork_release();
     kvmm_handle_table_unlock();
     kvmm_uffd_fork_parent();
     kvmm_map_unlock();
@@ -25,6 +31,8 @@ static void parent(void)
 
 static void child(void)
 {
+    kvmm_policy_fork_release();
+    kvmm_mdl_hold_fork_release();
     kvmm_handle_table_unlock();
     kvmm_uffd_fork_child();
     kvmm_map_reset_lock();

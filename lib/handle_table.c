@@ -2,6 +2,7 @@
 #include "handle_table.h"
 
 #include "fork.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -61,9 +62,11 @@ static int grow(void)
 int kvmm_handle_open(const struct kvmm_handle_ops *ops, void *object, uint32_t rights, Handle *out)
 {
     kvmm_fork_guard();
+    int rc = kvmm_quota_charge(KVMM_Q_HANDLES, 1);
+    if (rc)
+        return rc;
     pthread_mutex_lock(&table.lock);
     uint32_t index;
-    int rc = 0;
     if (table.free_head) {
         index = table.free_head - 1;
         table.free_head = table.slots[index].next_free;
@@ -84,6 +87,8 @@ int kvmm_handle_open(const struct kvmm_handle_ops *ops, void *object, uint32_t r
         *out = encode(index, s->gen);
     }
     pthread_mutex_unlock(&table.lock);
+    if (rc)
+        kvmm_quota_uncharge(KVMM_Q_HANDLES, 1);
     return rc;
 }
 
@@ -119,6 +124,8 @@ int kvmm_handle_close(Handle h)
         table.open--;
     }
     pthread_mutex_unlock(&table.lock);
+    if (s)
+        kvmm_quota_uncharge(KVMM_Q_HANDLES, 1);
     /* Released outside the lock: dropping the last reference may unmap or close an fd. */
     if (ops && ops->release)
         ops->release(object);

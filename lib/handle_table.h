@@ -24,7 +24,8 @@ struct kvmm_handle_ops {
     void (*revoke)(void *object);
 };
 
-/* A new handle to object with rights. 0, or -ENOMEM (-EMFILE past KVMM_HANDLE_MAX_SLOTS). */
+/* A new handle to object with rights. 0, or -ENOMEM (-EMFILE past KVMM_HANDLE_MAX_SLOTS), or
+ * -EDQUOT (the policy's max_handles). */
 int kvmm_handle_open(const struct kvmm_handle_ops *ops, void *object, uint32_t rights, Handle *out);
 /* Looks h up and acquires its object (the caller releases it). -EINVAL for a bad, forged or closed
  * value, -EKEYREVOKED when revoked. */

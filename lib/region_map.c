@@ -293,6 +293,23 @@ void kvmm_region_trim(struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
     }
 }
 
+void kvmm_region_count(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi, uint64_t *private_bytes,
+                       uint64_t *mdl_bytes)
+{
+    uint64_t priv = 0, mdl = 0;
+    for (const struct kvmm_span *s = kvmm_region_span_at(r, lo); s && s->node.key < hi;
+         s = span_of(kvmm_avl_next(&s->node))) {
+        uintptr_t a = s->node.key > lo ? s->node.key : lo, b = s->end < hi ? s->end : hi;
+        if (s->a.state == KVMM_LAZY || s->a.state == KVMM_FULL)
+            priv += b - a;
+        else if (s->a.state == KVMM_MDL)
+            mdl += b - a;
+    }
+    *private_bytes = priv;
+    if (mdl_bytes)
+        *mdl_bytes = mdl;
+}
+
 int kvmm_region_validate(const struct kvmm_region *r)
 {
     if (kvmm_avl_validate(&r->spans) < 1)

@@ -112,6 +112,10 @@ void kvmm_region_set(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct k
 /* The span containing addr (which must be inside r). */
 struct kvmm_span *kvmm_region_span_at(const struct kvmm_region *r, uintptr_t addr);
 
+/* Bytes of [lo, hi) (inside r) that are privately committed (lazy or full) and MDL-backed. */
+void kvmm_region_count(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi, uint64_t *private_bytes,
+                       uint64_t *mdl_bytes);
+
 /* Checks that r's spans are contiguous, cover exactly [base, end), are coalesced, and pin only
  * fully committed pages. 0 or -1. For tests. */
 int kvmm_region_validate(const struct kvmm_region *r);

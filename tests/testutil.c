@@ -3,6 +3,7 @@
 
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <linux/io_uring.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -174,4 +175,68 @@ int tu_run(Suite *suite)
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+long tu_maps_lines(void)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[16384];
+    long lines = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    }
+    close(fd);
+    return lines;
+}
+
+long tu_status_kb(const char *field)
+{
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[8192]; /* the whole file: a few hundred bytes more than it has ever needed */
+    ssize_t have = 0, n;
+    while (have < (ssize_t)sizeof buf - 1 && (n = read(fd, buf + have, sizeof buf - 1 - (size_t)have)) > 0)
+        have += n;
+    close(fd);
+    buf[have] = '\0';
+    size_t len = strlen(field);
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, field, len) == 0)
+            return strtol(line + len, NULL, 10);
+    return -1;
+}
+
+int tu_block_io_uring(int err)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+int tu_io_uring_usable(void)
+{
+    /* The raw system call, so the answer does not depend on what liburing caches or retries. */
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    long fd = syscall(SYS_io_uring_setup, 1, &params);
+    if (fd < 0)
+        return 0;
+    close((int)fd);
+    return 1;
 }

@@ -51,4 +51,21 @@ int tu_block_userfaultfd(void);
 /* Runs one suite in fork mode (CK_FORK), prints Check's summary, returns the process exit code. */
 int tu_run(Suite *suite);
 
+/* Number of mappings of this process (lines of /proc/self/maps), read without malloc so the
+ * count is not disturbed by the allocator mapping something while it is taken. */
+long tu_maps_lines(void);
+
+/* A "Field:   123 kB" line of /proc/self/status (field given with its colon, "VmRSS:"), in kB,
+ * read without malloc; -1 when the field is absent. */
+long tu_status_kb(const char *field);
+
+/* Blocks io_uring (io_uring_setup, io_uring_enter, io_uring_register fail with err: EPERM as
+ * Docker's default seccomp profile and hardened runtimes answer, ENOSYS as kernels without it) in
+ * this process and every process it forks or execs. 0, or -1 with errno set. */
+int tu_block_io_uring(int err);
+
+/* 1 if this process may set up an io_uring (probed with a one-entry ring), else 0: io_uring
+ * blocked by seccomp, kernel.io_uring_disabled, or a kernel without it. */
+int tu_io_uring_usable(void);
+
 #endif

@@ -85,6 +85,124 @@ Retcode kosvmm_get_lazy_config(kosvmm_lazy_config *config);
 Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
 
 /*
+ * Policy: what a KasperskyOS security policy decides about the vmm.VMM endpoint, for this
+ * process. The endpoint's documentation names each method's danger ("exhaust the RAM", "exhaust
+ * the kernel memory by creating a multitude of objects", "create shared memory concealed from the
+ * security module"); a policy bounds them with quotas, refuses writable+executable memory (W^X,
+ * as KasperskyOS 1.4 does), and denies methods outright.
+ *
+ * Results, for every call the policy covers, checked in this order and before anything changes:
+ *   rcSecurityDisallow  the method is denied (checked before the arguments are looked at, as the
+ *                       security module refuses an IPC call before the kernel sees it), or W^X
+ *                       refuses a protection holding both VMM_FLAG_WRITE and VMM_FLAG_EXECUTE;
+ *   (the call's own argument errors);
+ *   rcQuotaExceeded     the call would take a usage above its limit.
+ * A call built on another needs both allowed: KnVmSegInitFromBuf needs SegInit and MdlCreate,
+ * KnVmSegInitFromVm needs SegInit and MdlCreateFromVm, KnPmmMdlCreateFromBuf is MdlCreate.
+ * Closing a handle (KnHandleClose) and kosvmm_* calls other than handle transfer are never denied.
+ *
+ * What the quotas count (kosvmm_get_usage reports it):
+ *   reserved   bytes of address space in kosvmm regions, whatever their state, MDL mappings
+ *              included (guard pages not counted);
+ *   committed  private committed bytes: locked and lazy commits both count in full, since a lazy
+ *              page becomes RAM on a touch the process controls. MDL mappings are not private
+ *              (their memory is counted once, as MDL bytes, by the process holding the buffer);
+ *              KnPmmMdlCreateFromVm moves its pages from committed to MDL bytes;
+ *   MDL buffers / MDL bytes  buffers this process holds at least one handle to (created, cloned
+ *              or received; a clone or a second copy of a buffer already held costs nothing), and
+ *              their sizes. A mapping outlives its handles and keeps the memory: it stays counted
+ *              as reserved bytes;
+ *   handles    open handles (every kind).
+ * Lowering a limit below the current usage is allowed: what exists stays, growth is refused.
+ *
+ * The policy of the process comes from the file named by the environment variable KOSVMM_POLICY
+ * (read when the library is loaded; ignored in set-user-ID and set-group-ID programs, like every
+ * secure_getenv variable) and from kosvmm_set_policy / kosvmm_load_policy. A malformed file is
+ * reported on stderr with its line number, and the process then runs with every covered method
+ * denied and the policy locked ("fail closed"): a policy that cannot be read is never "no policy".
+ *
+ * File format: one `key = value` per line; `#` starts a comment; blank lines are ignored; keys
+ * and method names are case-sensitive; each key at most once.
+ *   max_reserved_bytes | max_committed_bytes | max_mdl_bytes = <n>[K|M|G|T] | unlimited
+ *   max_mdl_buffers | max_handles = <n> | unlimited
+ *   deny = <Method>[, <Method>...]      (the names below; may be given once, as one list)
+ *   w_xor_x = yes | no
+ *   audit = off | stderr | <absolute path>   (appended to; created 0600)
+ *   locked = yes | no                   (yes: kosvmm_set_policy/kosvmm_load_policy are refused)
+ *
+ * Audit: each refusal writes one line with one write(2) (whole lines, even from many threads):
+ *   kosvmm-audit: pid=<pid> tid=<tid> uid=<uid> comm=<name> method=<Method> verdict=<rc name>
+ *   rule=<key> detail=<what was asked against what is allowed>
+ */
+#define KOSVMM_UNLIMITED ((rtl_uint64_t)-1)
+
+/* Methods, named as the vmm.VMM endpoint names them (Free is KnVmUnmap); Reset, SegInit and the
+ * handle calls are kosvmm's own names for the other calls of vmm_api.h and handle transfer. */
+#define KOSVMM_METHOD_ALLOCATE            (1u << 0)   /* "Allocate"        KnVmAllocate */
+#define KOSVMM_METHOD_COMMIT              (1u << 1)   /* "Commit"          KnVmCommit */
+#define KOSVMM_METHOD_DECOMMIT            (1u << 2)   /* "Decommit"        KnVmDecommit */
+#define KOSVMM_METHOD_PROTECT             (1u << 3)   /* "Protect"         KnVmProtect */
+#define KOSVMM_METHOD_RESET               (1u << 4)   /* "Reset"           KnVmReset */
+#define KOSVMM_METHOD_FREE                (1u << 5)   /* "Free"            KnVmUnmap */
+#define KOSVMM_METHOD_QUERY               (1u << 6)   /* "Query"           KnVmQuery */
+#define KOSVMM_METHOD_MDL_CREATE          (1u << 7)   /* "MdlCreate"       KnPmmMdlCreate, ...FromBuf */
+#define KOSVMM_METHOD_MDL_CREATE_FROM_VM  (1u << 8)   /* "MdlCreateFromVm" KnPmmMdlCreateFromVm */
+#define KOSVMM_METHOD_MDL_GET_SIZE        (1u << 9)   /* "MdlGetSize"      KnPmmMdlGetSize */
+#define KOSVMM_METHOD_MDL_MAP             (1u << 10)  /* "MdlMap"          KnPmmMdlMap */
+#define KOSVMM_METHOD_MDL_CLONE           (1u << 11)  /* "MdlClone"        KnPmmMdlClone */
+#define KOSVMM_METHOD_SEG_INIT            (1u << 12)  /* "SegInit"         KnVmSegInitFromVm, ...FromBuf */
+#define KOSVMM_METHOD_HANDLE_REVOKE       (1u << 13)  /* "HandleRevoke"    KnHandleRevoke */
+#define KOSVMM_METHOD_HANDLE_TRANSFER     (1u << 14)  /* "HandleTransfer"  kosvmm_channel_send_handle */
+#define KOSVMM_METHOD_HANDLE_RECEIVE      (1u << 15)  /* "HandleReceive"   a handle arriving in
+                                                         kosvmm_channel_recv / _server_wait: it is
+                                                         dropped, its descriptors closed */
+#define KOSVMM_METHODS_ALL                ((1u << 16) - 1)
+
+typedef struct kosvmm_policy {
+    rtl_uint64_t max_reserved_bytes;   /* KOSVMM_UNLIMITED, or a limit (0 allowed: none at all) */
+    rtl_uint64_t max_committed_bytes;
+    rtl_uint64_t max_mdl_buffers;
+    rtl_uint64_t max_mdl_bytes;
+    rtl_uint64_t max_handles;
+    rtl_uint32_t deny;                 /* KOSVMM_METHOD_* bits */
+    rtl_uint32_t w_xor_x;              /* 1: refuse WRITE together with EXECUTE */
+    rtl_int32_t  audit_fd;             /* -1: no audit; else refusals are written to this fd
+                                          (2 = stderr); kosvmm never closes a caller's fd */
+    rtl_uint32_t locked;               /* 1: later kosvmm_set_policy/kosvmm_load_policy fail */
+} kosvmm_policy;
+
+/* Current usage against the limits, and how often the policy said no. */
+typedef struct kosvmm_usage {
+    rtl_uint64_t reserved_bytes;
+    rtl_uint64_t committed_bytes;
+    rtl_uint64_t mdl_buffers;
+    rtl_uint64_t mdl_bytes;
+    rtl_uint64_t handles;
+    rtl_uint64_t quota_refusals;       /* calls refused with rcQuotaExceeded by a limit above */
+    rtl_uint64_t denials;              /* calls refused with rcSecurityDisallow (method or W^X) */
+} kosvmm_usage;
+
+/* The policy in force (defaults: everything unlimited, nothing denied, no W^X, no audit, not
+ * locked). rcInvalidArgument for RTL_NULL. */
+Retcode kosvmm_get_policy(kosvmm_policy *policy);
+
+/* Replaces the policy. rcInvalidArgument (RTL_NULL, unknown deny bits, w_xor_x or locked not 0/1,
+ * audit_fd < -1) or rcSecurityDisallow (the policy in force is locked); nothing changes then. */
+Retcode kosvmm_set_policy(const kosvmm_policy *policy);
+
+/*
+ * Reads a policy file (format above) and puts it in force, with defaults for the keys it omits.
+ * On failure nothing changes and, when error is not RTL_NULL, a one-line reason ("path:line:
+ * why") is stored there (truncated to error_size, always terminated): rcInvalidArgument (RTL_NULL
+ * path, malformed file), rcResourceNotFound (cannot open or read the file, or its audit path),
+ * rcSecurityDisallow (locked).
+ */
+Retcode kosvmm_load_policy(const char *path, char *error, rtl_size_t error_size);
+
+/* Fills *usage. rcInvalidArgument for RTL_NULL. */
+Retcode kosvmm_get_usage(kosvmm_usage *usage);
+
+/*
  * Channels: moving MDL handles (and small messages) between processes.
  *
  * A channel is one end of a connected AF_UNIX SOCK_SEQPACKET socket (close-on-exec). A message is

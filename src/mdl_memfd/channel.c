@@ -9,6 +9,7 @@
 
 #include "channel_impl.h"
 #include "errors.h"
+#include "policy.h"
 #include "visibility.h"
 
 #define KNOWN_RIGHTS (KVMM_RIGHT_READ | KVMM_RIGHT_WRITE | KVMM_RIGHT_EXECUTE | KVMM_RIGHT_TRANSFER)
@@ -160,6 +161,9 @@ KVMM_PUBLIC Retcode kosvmm_channel_send(kosvmm_channel *channel, const void *pay
 
 static int send_handle(kosvmm_channel *channel, Handle handle, uint32_t mask, const void *payload, size_t size)
 {
+    int denied = kvmm_policy_enter(KVMM_M_HANDLE_TRANSFER);
+    if (denied)
+        return denied;
     if (!channel || (mask & ~KNOWN_RIGHTS) || size > KVMM_WIRE_MAX_PAYLOAD || (size && !payload))
         return -EINVAL;
     struct kvmm_mdl_export e;
@@ -187,6 +191,11 @@ int kvmm_channel_deliver(struct kvmm_wire_msg *m, Handle *handle)
     if (!handle) {
         kvmm_wire_msg_close(m);
         return -EOPNOTSUPP;
+    }
+    int denied = kvmm_policy_enter(KVMM_M_HANDLE_RECEIVE);
+    if (denied) {
+        kvmm_wire_msg_close(m);
+        return denied;
     }
     int rc = kvmm_mdl_import(&m->desc, handle); /* owns the descriptors from here, success or not */
     for (int i = 0; i < KVMM_MDL_MAX_REVOKE; i++)

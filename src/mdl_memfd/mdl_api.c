@@ -8,6 +8,7 @@
 
 #include "mdl_internal.h"
 #include "os.h"
+#include "policy.h"
 #include "region_map.h"
 #include "visibility.h"
 
@@ -23,27 +24,36 @@ int kvmm_mdl_create(uint64_t size, uint32_t rights, const void *buf, uint64_t bu
     rounded &= ~(page - 1);
     if (rounded > (uint64_t)INT64_MAX)
         return -EINVAL;
-    int fd, hfd = -1;
+    if (kvmm_policy_wx((int)(rights & KVMM_RIGHT_RWX)))
+        return -EPERM;
+    int fd, hfd;
     int rc = kvmm_mdl_memfd("kosvmm-mdl", rounded, rights, &fd);
     if (rc)
         return rc;
-    if (buf_size)
-        rc = kvmm_mdl_write_all(fd, buf, buf_size, buf_offset);
-    /* The creator's read-write description serves the handle only if the handle may write. */
-    if (rc == 0 && !(rights & KVMM_RIGHT_WRITE))
-        rc = kvmm_mdl_fd_for(fd, rights, &hfd);
-    else if (rc == 0)
+    /* The creator's read-write description serves the handle only if the handle may write;
+     * either way it is what buf is written through. The object (and the quota charge) comes
+     * first, so a buffer over quota costs no copy. */
+    int wfd = fd;
+    if (rights & KVMM_RIGHT_WRITE)
         hfd = fd, fd = -1;
+    else if ((rc = kvmm_mdl_fd_for(fd, rights, &hfd))) {
+        close(fd);
+        return rc;
+    }
+    struct kvmm_mdl *o;
+    if ((rc = kvmm_mdl_object_new(hfd, rounded, 0, rounded, &o)) == 0 && buf_size &&
+        (rc = kvmm_mdl_write_all(wfd, buf, buf_size, buf_offset)) != 0)
+        kvmm_mdl_object_free(o);
     if (fd >= 0)
         close(fd);
-    struct kvmm_mdl *o;
-    if (rc || (rc = kvmm_mdl_object_new(hfd, rounded, 0, rounded, &o)))
-        return rc;
-    return kvmm_mdl_publish(o, rights, h);
+    return rc ? rc : kvmm_mdl_publish(o, rights, h);
 }
 
 KVMM_PUBLIC Retcode KnPmmMdlCreate(rtl_size_t size, int prot, Handle *handle)
 {
+    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE);
+    if (rc)
+        return kvmm_mdl_retcode(rc);
     if (!kvmm_mdl_prot_valid(prot))
         return kvmm_mdl_retcode(-EINVAL);
     return kvmm_mdl_retcode(kvmm_mdl_create(size, (uint32_t)prot | KVMM_RIGHT_TRANSFER, RTL_NULL, 0, 0, handle));
@@ -52,6 +62,9 @@ KVMM_PUBLIC Retcode KnPmmMdlCreate(rtl_size_t size, int prot, Handle *handle)
 KVMM_PUBLIC Retcode KnPmmMdlCreateFromBuf(rtl_size_t size, int prot, const void *buf,
                                           rtl_size_t bufSize, Handle *handle)
 {
+    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE);
+    if (rc)
+        return kvmm_mdl_retcode(rc);
     if (!kvmm_mdl_prot_valid(prot))
         return kvmm_mdl_retcode(-EINVAL);
     return kvmm_mdl_retcode(
@@ -60,11 +73,12 @@ KVMM_PUBLIC Retcode KnPmmMdlCreateFromBuf(rtl_size_t size, int prot, const void 
 
 KVMM_PUBLIC Retcode KnPmmMdlGetSize(Handle handle, rtl_size_t *size)
 {
-    if (!size)
-        return kvmm_mdl_retcode(-EINVAL);
+    int rc = kvmm_policy_enter(KVMM_M_MDL_GET_SIZE);
+    if (rc || !size)
+        return kvmm_mdl_retcode(rc ? rc : -EINVAL);
     struct kvmm_mdl *o;
     uint32_t rights;
-    int rc = kvmm_mdl_get(handle, &o, &rights);
+    rc = kvmm_mdl_get(handle, &o, &rights);
     if (rc)
         return kvmm_mdl_retcode(rc);
     *size = o->length;
@@ -90,20 +104,24 @@ static int map_window(struct kvmm_mdl *o, uint64_t offset, uint64_t length, uint
 {
     struct kvmm_attrs a = {KVMM_MDL, (uint8_t)prot, 0};
     int flags = hint ? MAP_SHARED | MAP_FIXED_NOREPLACE : MAP_SHARED;
+    int rc = kvmm_quota_charge(KVMM_Q_RESERVED, length);
+    if (rc)
+        return rc;
     void *m = mmap((void *)hint, length, kvmm_kernel_prot(a), flags, o->fd, (off_t)(o->offset + offset));
-    if (m == MAP_FAILED)
-        return errno == EEXIST ? -EEXIST : errno == EACCES || errno == EPERM ? -EACCES : -ENOMEM;
     uintptr_t base = (uintptr_t)m;
-    if (hint && base != hint) {
-        /* Kernels before 4.17 take MAP_FIXED_NOREPLACE as a mere hint. */
-        munmap(m, length);
-        return -EEXIST;
-    }
+    struct kvmm_region *r = NULL;
+    if (m == MAP_FAILED)
+        rc = errno == EEXIST ? -EEXIST : errno == EACCES || errno == EPERM ? -EACCES : -ENOMEM;
+    else if (hint && base != hint)
+        rc = -EEXIST; /* kernels before 4.17 take MAP_FIXED_NOREPLACE as a mere hint */
     /* Flags as if allocated committed with this protection: what KnVmQuery reports. */
-    struct kvmm_region *r = kvmm_region_new(base, base + length, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | prot, a);
-    if (!r) {
-        munmap(m, length);
-        return -ENOMEM;
+    else if (!(r = kvmm_region_new(base, base + length, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | prot, a)))
+        rc = -ENOMEM;
+    if (rc) {
+        if (m != MAP_FAILED)
+            munmap(m, length);
+        kvmm_quota_uncharge(KVMM_Q_RESERVED, length);
+        return rc;
     }
     kvmm_map_wrlock();
     kvmm_map_insert(r);
@@ -116,12 +134,17 @@ KVMM_PUBLIC Retcode KnPmmMdlMap(Handle handle, rtl_size_t offset, rtl_size_t len
                                 int prot, void **address)
 {
     uintptr_t h = (uintptr_t)hint, hint_end, base;
+    int rc = kvmm_policy_enter(KVMM_M_MDL_MAP);
+    if (rc)
+        return kvmm_mdl_retcode(rc);
     if (!address || !kvmm_mdl_prot_valid(prot) || !window_aligned(offset, length) ||
         !kvmm_mdl_aligned(h) || __builtin_add_overflow(h, length, &hint_end))
         return kvmm_mdl_retcode(-EINVAL);
+    if ((rc = kvmm_policy_wx(prot)))
+        return kvmm_mdl_retcode(rc);
     struct kvmm_mdl *o;
     uint32_t rights;
-    int rc = kvmm_mdl_get(handle, &o, &rights);
+    rc = kvmm_mdl_get(handle, &o, &rights);
     if (rc)
         return kvmm_mdl_retcode(rc);
     if (!window_ok(offset, length, o->length))
@@ -138,11 +161,12 @@ KVMM_PUBLIC Retcode KnPmmMdlMap(Handle handle, rtl_size_t offset, rtl_size_t len
 
 KVMM_PUBLIC Retcode KnPmmMdlClone(Handle origin, rtl_size_t offset, rtl_size_t length, Handle *clone)
 {
-    if (!clone || !window_aligned(offset, length))
-        return kvmm_mdl_retcode(-EINVAL);
+    int rc = kvmm_policy_enter(KVMM_M_MDL_CLONE);
+    if (rc || !clone || !window_aligned(offset, length))
+        return kvmm_mdl_retcode(rc ? rc : -EINVAL);
     struct kvmm_mdl *o, *c = NULL;
     uint32_t rights;
-    int rc = kvmm_mdl_get(origin, &o, &rights);
+    rc = kvmm_mdl_get(origin, &o, &rights);
     if (rc)
         return kvmm_mdl_retcode(rc);
     int fd = -1;

@@ -8,6 +8,7 @@
 #include "handle_table.h"
 #include "mdl_internal.h"
 #include "os.h"
+#include "policy.h"
 #include "region_map.h"
 #include "stats.h"
 #include "visibility.h"
@@ -137,28 +138,52 @@ static int replace_range(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int 
     return 0;
 }
 
+/* The buffer exists (quota charged, contents copied, handle open) before the memory changes,
+ * so running out of quota, memory or fds leaves the range untouched. Region locked. */
+static int create_locked(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, uint32_t rights, int *fd, Handle *h)
+{
+    size_t size = hi - lo;
+    int hfd;
+    struct kvmm_mdl *o;
+    int rc = check_committed(r, lo, hi);
+    if (rc || (rc = kvmm_mdl_memfd("kosvmm-mdl", size, rights, fd)) || (rc = kvmm_mdl_fd_for(*fd, rights, &hfd)) ||
+        (rc = kvmm_mdl_object_new(hfd, size, 0, size, &o)))
+        return rc;
+    if ((rc = copy_range(r, lo, hi, *fd))) {
+        kvmm_mdl_object_free(o);
+        return rc;
+    }
+    if ((rc = kvmm_mdl_publish(o, rights, h)))
+        return rc;
+    /* The pages stop being private committed memory: the buffer's MDL bytes hold them now,
+     * also those of a part-way refusal, which stay MDL-backed. */
+    uint64_t left;
+    rc = replace_range(r, lo, hi, *fd);
+    kvmm_region_count(r, lo, hi, &left, NULL);
+    kvmm_quota_uncharge(KVMM_Q_COMMITTED, size - left);
+    if (rc)
+        kvmm_handle_close(*h);
+    return rc;
+}
+
 static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
 {
     uintptr_t hi;
+    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE_FROM_VM);
+    if (rc)
+        return rc;
     if (!out || !kvmm_mdl_prot_valid(flags) || size == 0 || !kvmm_mdl_aligned(lo) ||
         !kvmm_mdl_aligned(size) || __builtin_add_overflow(lo, size, &hi))
         return -EINVAL;
+    if ((rc = kvmm_policy_wx(flags)))
+        return rc;
     uint32_t rights = (uint32_t)flags | KVMM_RIGHT_TRANSFER;
     struct kvmm_region *r;
-    int rc = lock_range(lo, hi, &r);
-    if (rc)
+    if ((rc = lock_range(lo, hi, &r)))
         return rc;
-    int fd = -1, hfd;
-    struct kvmm_mdl *o;
+    int fd = -1;
     Handle h;
-    /* The handle exists before the memory changes, so running out of memory or fds for it
-     * leaves the range untouched. */
-    if ((rc = check_committed(r, lo, hi)) == 0 &&
-        (rc = kvmm_mdl_memfd("kosvmm-mdl", size, rights, &fd)) == 0 &&
-        (rc = copy_range(r, lo, hi, fd)) == 0 && (rc = kvmm_mdl_fd_for(fd, rights, &hfd)) == 0 &&
-        (rc = kvmm_mdl_object_new(hfd, size, 0, size, &o)) == 0 &&
-        (rc = kvmm_mdl_publish(o, rights, &h)) == 0 && (rc = replace_range(r, lo, hi, fd)) != 0)
-        kvmm_handle_close(h);
+    rc = create_locked(r, lo, hi, rights, &fd, &h);
     pthread_mutex_unlock(&r->lock);
     kvmm_map_unlock();
     /* The creator's read-write description: the mappings made from it keep the memory now. */

@@ -34,9 +34,12 @@ struct kvmm_mdl_word {
     uint32_t slot;
 };
 
+struct kvmm_mdl_held;
+
 struct kvmm_mdl {
     uint32_t refs;                 /* the handle plus in-flight lookups (atomic) */
     int fd;                        /* the buffer; access mode as the rights say */
+    struct kvmm_mdl_held *held;    /* the buffer's entry in the MDL quotas */
     uint64_t buffer_size;          /* size of the memfd */
     uint64_t offset, length;       /* the window, inside [0, buffer_size) */
     /* Guarded by the revocation lock: */
@@ -51,7 +54,8 @@ struct kvmm_mdl {
 
 /* mdl_object.c */
 extern const struct kvmm_handle_ops kvmm_mdl_ops;
-/* An object over fd (taken over; closed on failure too) without any revocation words yet. */
+/* An object over fd (taken over; closed on failure too) without any revocation words yet.
+ * Charges the MDL quotas when this process holds no other handle to the buffer (-EDQUOT). */
 int kvmm_mdl_object_new(int fd, uint64_t buffer_size, uint64_t offset, uint64_t length,
                         struct kvmm_mdl **out);
 /* Frees an object that never got a handle (its fd and page references with it). */
@@ -75,6 +79,12 @@ bool kvmm_mdl_prot_valid(int prot);
 bool kvmm_mdl_aligned(uint64_t v);
 /* kvmm_retcode, with running out of file descriptors reported as rcQuotaExceeded. */
 Retcode kvmm_mdl_retcode(int rc);
+
+/* mdl_quota.c — a buffer counts once, from its first handle here to its last. */
+int kvmm_mdl_hold(int fd, uint64_t bytes, struct kvmm_mdl_held **out);
+void kvmm_mdl_unhold(struct kvmm_mdl_held *h);
+void kvmm_mdl_hold_fork_prepare(void);
+void kvmm_mdl_hold_fork_release(void);
 
 /* mdl_revoke.c — all under one process-wide lock, never held while calling the handle table. */
 /* Whether o or any origin of o has been revoked (atomic loads, no lock). */

@@ -143,9 +143,11 @@ int kvmm_mdl_object_new(int fd, uint64_t buffer_size, uint64_t offset, uint64_t 
                         struct kvmm_mdl **out)
 {
     struct kvmm_mdl *o = calloc(1, sizeof *o);
-    if (!o) {
+    int rc = o ? kvmm_mdl_hold(fd, buffer_size, &o->held) : -ENOMEM;
+    if (rc) {
+        free(o);
         close(fd);
-        return -ENOMEM;
+        return rc;
     }
     o->fd = fd;
     o->buffer_size = buffer_size;
@@ -159,6 +161,7 @@ void kvmm_mdl_object_free(struct kvmm_mdl *o)
 {
     kvmm_mdl_drop_words(o);
     close(o->fd);
+    kvmm_mdl_unhold(o->held);
     free(o);
 }
 

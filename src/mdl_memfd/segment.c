@@ -9,6 +9,7 @@
 
 #include "errors.h"
 #include "mdl_memfd/mdl.h"
+#include "policy.h"
 #include "visibility.h"
 
 static bool page_aligned(uintptr_t v)
@@ -40,6 +41,9 @@ static uint32_t seg_rights(int flags)
 
 KVMM_PUBLIC Retcode KnVmSegInitFromVm(VmSeg *seg, void *loadAddr, void *addr, rtl_size_t size, int flags)
 {
+    int denied = kvmm_policy_enter(KVMM_M_SEG_INIT);
+    if (denied)
+        return kvmm_retcode(denied);
     if (check_placement(seg, loadAddr, size, flags) || !addr || !page_aligned((uintptr_t)addr))
         return rcInvalidArgument;
     Handle h;
@@ -54,8 +58,8 @@ KVMM_PUBLIC Retcode KnVmSegInitFromVm(VmSeg *seg, void *loadAddr, void *addr, rt
 static int init_from_buf(VmSeg *seg, void *loadAddr, size_t offset, size_t size, int flags, size_t fileOffset,
                          const void *buildId, size_t buildIdSize, const void *buf, size_t bufSize)
 {
-    int rc = check_placement(seg, loadAddr, size, flags);
-    if (rc)
+    int rc = kvmm_policy_enter(KVMM_M_SEG_INIT);
+    if (rc || (rc = kvmm_policy_allows(KVMM_M_MDL_CREATE)) || (rc = check_placement(seg, loadAddr, size, flags)))
         return rc;
     if (offset > size || bufSize > size - offset || (bufSize && !buf))
         return -EINVAL;
