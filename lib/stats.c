@@ -32,5 +32,6 @@ KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
     stats->uffd_readahead_pages = LOAD(uffd_readahead_pages);
     stats->uffd_fill_ns = LOAD(uffd_fill_ns);
     stats->thp_bytes = LOAD(thp_bytes);
+    stats->uffd_overcommits = LOAD(uffd_overcommits);
     return rcOk;
 }

@@ -37,6 +37,11 @@ typedef struct kosvmm_stats {
     rtl_uint64_t uffd_fill_ns;       /* time spent in UFFDIO_COPY / UFFDIO_ZEROPAGE */
     rtl_uint64_t thp_bytes;          /* bytes of full commits advised for transparent huge pages
                                         (2 MiB-aligned extents; cumulative) */
+    rtl_uint64_t uffd_overcommits;   /* lazy faults the handler could not back (the kernel had no
+                                        memory for the page: a cgroup limit with nothing to kill).
+                                        Each is reported on stderr ("kosvmm: Unhandled Overcommit:
+                                        ... page ... region ...") and answered with SIGBUS to the
+                                        faulting thread, instead of a fault retried forever */
 } kosvmm_stats;
 
 #define KOSVMM_GUARD_PROT_NONE     0u  /* guard page = a PROT_NONE page of the reservation */

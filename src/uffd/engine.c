@@ -33,7 +33,7 @@ static pthread_t thread;
  * vm.unprivileged_userfaultfd=0 — used only when the user opted in, because it turns those
  * kernel-side faults into EFAULT.
  */
-static int open_userfaultfd(bool user_mode_only)
+static int open_raw(bool user_mode_only)
 {
     const int flags = O_CLOEXEC | O_NONBLOCK;
     int fd = -1;
@@ -46,15 +46,28 @@ static int open_userfaultfd(bool user_mode_only)
         fd = (int)syscall(SYS_userfaultfd, flags);
     if (fd < 0 && user_mode_only)
         fd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
-    if (fd < 0)
-        return -errno;
-    struct uffdio_api api = {.api = UFFD_API, .features = 0};
-    if (ioctl(fd, UFFDIO_API, &api) != 0 || !(api.ioctls & (1ull << _UFFDIO_REGISTER))) {
-        int rc = errno ? -errno : -ENOSYS;
+    return fd < 0 ? -errno : fd;
+}
+
+/* The faulting thread's id (UFFD_FEATURE_THREAD_ID, Linux 4.14) lets an unbackable fault be
+ * answered with SIGBUS to that thread; a kernel without it refuses the feature, and the fd is
+ * opened again without (a refused UFFDIO_API leaves it unusable). */
+static int open_userfaultfd(bool user_mode_only)
+{
+    static const uint64_t wanted[] = {UFFD_FEATURE_THREAD_ID, 0};
+    int rc = -ENOSYS;
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+        int fd = open_raw(user_mode_only);
+        if (fd < 0)
+            return fd;
+        struct uffdio_api api = {.api = UFFD_API, .features = wanted[i]};
+        errno = 0;
+        if (ioctl(fd, UFFDIO_API, &api) == 0 && (api.ioctls & (1ull << _UFFDIO_REGISTER)))
+            return fd;
+        rc = errno ? -errno : -ENOSYS;
         close(fd);
-        return rc;
     }
-    return fd;
+    return rc;
 }
 
 /* Whether userfaultfd works here (seccomp, sysctl, gVisor can all say no). Engine lock held. */

@@ -3,6 +3,7 @@
 #define KVMM_UFFD_ENGINE_H
 
 #include <semaphore.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -32,7 +33,10 @@ void kvmm_uffd_wake(uintptr_t lo, uintptr_t hi);
 /* Serves one fault: plans a window under try-locks, fills it, queues read-ahead. Read and write
  * faults are filled alike with UFFDIO_COPY: a zero page mapped for a read (UFFDIO_ZEROPAGE) costs
  * a second, kernel-side fault when the page is written, and counts as resident in mincore anyway. */
-void kvmm_uffd_serve(uintptr_t addr);
+void kvmm_uffd_serve(uintptr_t addr, pid_t tid);
+/* No memory to back the faulting page (UFFDIO_COPY: ENOMEM): says so on stderr, naming the page,
+ * its region [base, end) (0, 0 if unknown) and the thread, and sends that thread SIGBUS. */
+void kvmm_uffd_overcommit(uintptr_t page, pid_t tid, uintptr_t base, uintptr_t end);
 /* Fills one chunk of queued read-ahead. 1 if more is queued, 0 if none, -1 if a lock was busy. */
 int kvmm_uffd_readahead_step(void);
 /* Drops all queued read-ahead (stop, fork). */

@@ -1,4 +1,5 @@
 /* src/uffd/window.c — fault-around policy: which pages a fault fills, streams, background fill, demotion. */
+#include <errno.h>
 #include <linux/userfaultfd.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -162,7 +163,7 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
     return true;
 }
 
-void kvmm_uffd_serve(uintptr_t addr)
+void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
 {
     const uintptr_t P = page_size();
     const uintptr_t page = addr & ~(P - 1);
@@ -170,19 +171,25 @@ void kvmm_uffd_serve(uintptr_t addr)
     kosvmm_lazy_config cfg;
     kvmm_lazy_config(&cfg);
     bool planned = false;
+    long first = 0;
+    uintptr_t base = 0, end = 0;
     if (kvmm_map_tryrdlock() == 0) {
         struct kvmm_region *r = kvmm_map_find(page);
         uintptr_t lo, hi;
+        if (r) {
+            base = r->node.key;
+            end = r->end;
+        }
         if (r && pthread_mutex_trylock(&r->lock) == 0) {
             if (kvmm_uffd_active(r) && plan(r, page, &cfg, &lo, &hi) && lo < hi) {
                 planned = true;
                 /* The faulting page first and alone, since it always lies in one kernel mapping
                  * (a window may cross several), and without waking its thread, which resumes once
                  * its whole first chunk is there instead of faulting again on the next page. */
-                kvmm_uffd_fill(page, page + P, true);
-                if (lo < page)
+                first = kvmm_uffd_fill(page, page + P, true);
+                if (lo < page && first >= 0)
                     kvmm_uffd_fill(lo, page, false);
-                if (page + P < hi)
+                if (page + P < hi && first >= 0)
                     kvmm_uffd_fill(page + P, hi, false);
             }
             pthread_mutex_unlock(&r->lock);
@@ -195,7 +202,12 @@ void kvmm_uffd_serve(uintptr_t addr)
      * backs (anonymous or memfd), so this is always right, and a fault never returns without
      * progress, which could otherwise repeat forever. */
     if (!planned)
-        kvmm_uffd_fill(page, page + P, true);
+        first = kvmm_uffd_fill(page, page + P, true);
+    /* The kernel found no memory for the page (the cgroup's limit with nothing it may kill).
+     * Waking the thread would only fault again, forever: it gets SIGBUS, as KasperskyOS ends a
+     * process whose lazy commit cannot be backed ("Unhandled Overcommit"). */
+    if (first == -ENOMEM)
+        kvmm_uffd_overcommit(page, tid, base, end);
     kvmm_uffd_wake(page, page + P);
 }
 
