@@ -53,7 +53,12 @@ int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out)
 int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *out)
 {
     uintptr_t raw;
-    int rc = kvmm_os_reserve(0, len + align, &raw);
+    size_t total;
+    /* No address space holds len + align bytes when that sum wraps: without this check a wrapped,
+     * small total would be mapped and a region ending below its base recorded. */
+    if (__builtin_add_overflow(len, align, &total))
+        return -ENOMEM;
+    int rc = kvmm_os_reserve(0, total, &raw);
     if (rc)
         return rc;
     uintptr_t start = ((raw + offset + align - 1) & ~(uintptr_t)(align - 1)) - offset;
