@@ -15,7 +15,8 @@ summary=()
 usage() {
     echo "usage: $0 demo|test" >&2
     echo "  demo  build (debugoptimized) and run the example programs" >&2
-    echo "  test  run the suite in a normal and an ASan+UBSan build, once more unprivileged, then smoke tests" >&2
+    echo "  test  run the suite in a normal and an ASan+UBSan build (each also with userfaultfd and io_uring" >&2
+    echo "        blocked), under TSan, once more unprivileged, then smoke tests" >&2
     exit 2
 }
 
@@ -67,12 +68,14 @@ record() {  # record NAME PASSED FAILED SKIPPED
     summary+=("$(printf '%-28s %3d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
 }
 
-# Runs `meson test` in a build dir and adds meson's own Ok/Fail/Skipped counts to the totals.
+# Runs `meson test` in a build dir (any further arguments go to it: --suite ..., or a command such as
+# setarch in front of it with RUN_PREFIX) and adds meson's own Ok/Fail/Skipped counts to the totals.
 run_meson_suite() {
     local name=$1 dir=$2 out rc=0 ok fail skip
+    shift 2
     out=$(mktemp)
-    log "$name: meson test -C $dir"
-    meson test -C "$dir" --print-errorlogs 2>&1 | tee "$out" || rc=$?
+    log "$name: ${RUN_PREFIX:+$RUN_PREFIX }meson test -C $dir $*"
+    ${RUN_PREFIX:-} meson test -C "$dir" --print-errorlogs "$@" 2>&1 | tee "$out" || rc=$?
     ok=$(awk '/^Ok:/ {print $2}' "$out")
     skip=$(awk '/^Skipped:/ {print $2}' "$out")
     fail=$(awk '/^(Fail|Timeout|Unexpected Pass):/ {n += $NF} END {print n + 0}' "$out")
@@ -127,6 +130,28 @@ run_unprivileged() {
     record "$name" "$ok" "$fail" "$skip"
 }
 
+# ThreadSanitizer over every unit suite it can run (tests/meson.build puts the others, and why, in
+# suite 'no-tsan'); the hostile-environment runs are covered by the two builds above. Any report fails
+# the run: halt_on_error/abort_on_error; handle_segv=0 as for ASan (the suites fault on purpose);
+# die_after_fork=0 because suites fork multi-threaded processes whose children start kosvmm's fault
+# handler thread, which TSan refuses by default.
+run_tsan() {
+    local rnd_bits
+    run_step "build (build-tsan/)" build build-tsan -Db_sanitize=thread -Db_lundef=false
+    # GCC 12's TSan knows only the memory layout of up to 28 bits of mmap randomisation; kernels and
+    # distributions now default to more (vm.mmap_rnd_bits=32), and TSan then dies at start with
+    # "unexpected memory mapping". Running without address randomisation (setarch -R, inherited by
+    # every test process) needs no privilege and changes nothing outside this run.
+    rnd_bits=$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 0)
+    local RUN_PREFIX=
+    if [ "$rnd_bits" -gt 28 ]; then
+        RUN_PREFIX="setarch $(uname -m) -R"
+        echo "vm.mmap_rnd_bits=$rnd_bits: running the TSan suites with $RUN_PREFIX"
+    fi
+    TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1:handle_segv=0:die_after_fork=0 \
+        run_meson_suite "meson test (build-tsan/)" build-tsan --suite unit --no-suite no-tsan
+}
+
 # Installs into a staging dir and builds an outside project against the staged kosvmm.pc, as a user would.
 pkgconfig_consumer() {
     local stage=$ROOT/build/pc-stage cbuild=$ROOT/build/pc-consumer pcfile pcdir libdir
@@ -162,6 +187,21 @@ demo() {
     fi
 }
 
+# The model-based fuzzer (tests/fuzz/): libFuzzer needs clang, so its packages are installed for this
+# step only. 60 s with ASan+UBSan from the committed seed corpus; new inputs go to build-fuzz/corpus
+# (the first corpus directory), so tests/fuzz/corpus stays as committed. A disagreement with the
+# model aborts the fuzzer: the input is saved under build-fuzz/artifacts/ and the step fails.
+fuzz_smoke() {
+    (PACKAGES=(clang libclang-rt-14-dev); ensure_packages) || return 1
+    # Only the fuzzer: the rest of the tree is built and tested with gcc above.
+    CC=clang configure build-fuzz -Dfuzz=true && ninja -C build-fuzz tests/fuzz/fuzz_vmm || return 1
+    mkdir -p build-fuzz/corpus build-fuzz/artifacts
+    ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:handle_segv=0 \
+    UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:handle_segv=0 \
+        build-fuzz/tests/fuzz/fuzz_vmm -max_total_time=60 -max_len=4096 -print_final_stats=1 \
+        -artifact_prefix=build-fuzz/artifacts/ build-fuzz/corpus tests/fuzz/corpus
+}
+
 test_all() {
     local start=$SECONDS
     ensure_packages
@@ -176,10 +216,13 @@ test_all() {
     run_meson_suite "meson test (build-asan/)" build-asan
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
+    run_tsan
+
     run_unprivileged
     run_step "bench smoke" build/bench/kosvmm-bench-core --quick
     run_step "lazy bench smoke" build/bench/kosvmm-bench-lazy --quick \
         --csv build/bench/lazy-smoke.csv --png build/bench/lazy-smoke.png
+    run_step "fuzz (build-fuzz/, 60 s)" fuzz_smoke
     run_step "demo smoke" build/examples/vmm_tour
     run_step "pkg-config consumer" pkgconfig_consumer
 

@@ -441,6 +441,10 @@ START_TEST(server_many_peers_uring)
     const char *name = unique_name("uring");
     kosvmm_channel_server *srv;
     ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
+    if (tu_server_wait_unimplemented(srv)) { /* io_uring blocked: the documented answer is all there is */
+        ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
+        return;
+    }
     int base = tu_fd_count();
     pid_t pids[PEERS];
     for (int i = 0; i < PEERS; i++) {
@@ -519,6 +523,10 @@ START_TEST(server_disconnect_and_close_with_unread_fds)
     kosvmm_channel_server *srv;
     int base = tu_fd_count();
     ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
+    if (tu_server_wait_unimplemented(srv)) { /* io_uring blocked: the documented answer is all there is */
+        ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
+        return;
+    }
     kosvmm_channel *c1, *c2;
     static kosvmm_channel_event ev;
     kosvmm_channel *peers[2];
@@ -562,6 +570,10 @@ START_TEST(server_rejects_forged_on_ring)
     const char *name = unique_name("ringforge");
     kosvmm_channel_server *srv;
     ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
+    if (tu_server_wait_unimplemented(srv)) { /* io_uring blocked: the documented answer is all there is */
+        ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
+        return;
+    }
     kosvmm_channel *c;
     ck_assert_uint_eq(kosvmm_channel_connect(name, &c), rcOk);
     static kosvmm_channel_event ev;
@@ -879,6 +891,10 @@ START_TEST(server_receives_handles)
     const char *name = unique_name("handles");
     kosvmm_channel_server *srv;
     ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
+    if (tu_server_wait_unimplemented(srv)) { /* io_uring blocked: the documented answer is all there is */
+        ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
+        return;
+    }
     int base = tu_fd_count();
     pid_t pids[PEERS];
     for (int i = 0; i < PEERS; i++) {

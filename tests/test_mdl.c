@@ -7,6 +7,7 @@
 #include <kosvmm/kosvmm.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,23 +157,6 @@ static int recv_export(int sock, struct kvmm_mdl_export *e)
     for (uint32_t i = 0; i < e->revoke_count; i++)
         e->revoke_fd[i] = fds[1 + i];
     return 0;
-}
-
-/* Checks in a forked child: Check's assertions belong to the test process, so children report
- * through their exit status and stderr. */
-#define CHILD_CHECK(cond)                                                                    \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "child: line %d: %s (errno %d)\n", __LINE__, #cond, errno);     \
-            _exit(1);                                                                        \
-        }                                                                                    \
-    } while (0)
-
-static void wait_child_ok(pid_t pid)
-{
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status 0x%x", status);
 }
 
 static void sync_send(int fd)
@@ -919,10 +903,10 @@ START_TEST(from_vm_other_process_maps_it)
         struct kvmm_mdl_export e;
         Handle got;
         void *a = RTL_NULL;
-        CHILD_CHECK(recv_export(sv[1], &e) == 0);
-        CHILD_CHECK(kvmm_mdl_import(&e, &got) == 0);
-        CHILD_CHECK(KnPmmMdlMap(got, 0, 2 * P, RTL_NULL, RW, &a) == rcOk);
-        CHILD_CHECK(strcmp(a, "shared by CreateFromVm") == 0);
+        TU_CHILD_CHECK(recv_export(sv[1], &e) == 0);
+        TU_CHILD_CHECK(kvmm_mdl_import(&e, &got) == 0);
+        TU_CHILD_CHECK(KnPmmMdlMap(got, 0, 2 * P, RTL_NULL, RW, &a) == rcOk);
+        TU_CHILD_CHECK(strcmp(a, "shared by CreateFromVm") == 0);
         strcpy((char *)a + P, "child wrote");
         sync_send(sv[1]);
         _exit(0);
@@ -936,12 +920,12 @@ START_TEST(from_vm_other_process_maps_it)
     send_export(sv[0], &e);
     kvmm_mdl_export_close(&e);
     sync_wait(sv[0]);
-    wait_child_ok(pid);
+    tu_wait_child_ok(pid);
     ck_assert_str_eq(r + P, "child wrote");
 }
 END_TEST
 
-static volatile int streaming;
+static atomic_int streaming; /* atomic, not volatile: ThreadSanitizer runs this suite */
 
 /* Keeps the userfaultfd handler busy: writes through a large lazy region, page after page. */
 static void *stream_writer(void *arg)
@@ -1193,37 +1177,37 @@ END_TEST
 static void child_escalation(int sock)
 {
     struct kvmm_mdl_export e;
-    CHILD_CHECK(recv_export(sock, &e) == 0);
+    TU_CHILD_CHECK(recv_export(sock, &e) == 0);
     int raw = dup(e.buffer_fd), rev = dup(e.revoke_fd[0]);
     Handle h;
-    CHILD_CHECK(kvmm_mdl_import(&e, &h) == 0);
+    TU_CHILD_CHECK(kvmm_mdl_import(&e, &h) == 0);
     void *a = RTL_NULL;
-    CHILD_CHECK(KnPmmMdlMap(h, 0, P, RTL_NULL, RW, &a) == rcNoCapability);
-    CHILD_CHECK(KnPmmMdlMap(h, 0, P, RTL_NULL, R, &a) == rcOk && strcmp(a, "secret") == 0);
+    TU_CHILD_CHECK(KnPmmMdlMap(h, 0, P, RTL_NULL, RW, &a) == rcNoCapability);
+    TU_CHILD_CHECK(KnPmmMdlMap(h, 0, P, RTL_NULL, R, &a) == rcOk && strcmp(a, "secret") == 0);
     Handle c;
-    CHILD_CHECK(KnPmmMdlClone(h, 0, P, &c) == rcOk);
-    CHILD_CHECK(KnPmmMdlMap(c, 0, P, RTL_NULL, RW, &a) == rcNoCapability);
+    TU_CHILD_CHECK(KnPmmMdlClone(h, 0, P, &c) == rcOk);
+    TU_CHILD_CHECK(KnPmmMdlMap(c, 0, P, RTL_NULL, RW, &a) == rcNoCapability);
     /* As root, become someone else: the owner of the memfd, or CAP_DAC_OVERRIDE, could reopen
      * it writable through /proc (documented); another user cannot. */
     bool other_user = getuid() == 0;
     if (other_user)
-        CHILD_CHECK(setresgid(65534, 65534, 65534) == 0 && setresuid(65534, 65534, 65534) == 0);
+        TU_CHILD_CHECK(setresgid(65534, 65534, 65534) == 0 && setresuid(65534, 65534, 65534) == 0);
     char path[64];
     for (int *fdp = (int[]){raw, rev, -1}; *fdp >= 0; fdp++) {
         int fd = *fdp;
-        CHILD_CHECK(mmap(NULL, P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED && errno == EACCES);
-        CHILD_CHECK(ftruncate(fd, 0) != 0);
-        CHILD_CHECK(ftruncate(fd, (off_t)(16 * P)) != 0);
-        CHILD_CHECK(write(fd, "x", 1) < 0);
-        CHILD_CHECK(pwrite(fd, "x", 1, 0) < 0);
-        CHILD_CHECK(fchmod(fd, 0777) != 0);           /* exec bits: F_SEAL_EXEC, even for root */
+        TU_CHILD_CHECK(mmap(NULL, P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED && errno == EACCES);
+        TU_CHILD_CHECK(ftruncate(fd, 0) != 0);
+        TU_CHILD_CHECK(ftruncate(fd, (off_t)(16 * P)) != 0);
+        TU_CHILD_CHECK(write(fd, "x", 1) < 0);
+        TU_CHILD_CHECK(pwrite(fd, "x", 1, 0) < 0);
+        TU_CHILD_CHECK(fchmod(fd, 0777) != 0);           /* exec bits: F_SEAL_EXEC, even for root */
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        CHILD_CHECK(open(path, O_RDWR) < 0 && errno == EACCES);
-        CHILD_CHECK(open(path, O_WRONLY) < 0 && errno == EACCES);
-        CHILD_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) != 0); /* F_SEAL_SEAL */
+        TU_CHILD_CHECK(open(path, O_RDWR) < 0 && errno == EACCES);
+        TU_CHILD_CHECK(open(path, O_WRONLY) < 0 && errno == EACCES);
+        TU_CHILD_CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) != 0); /* F_SEAL_SEAL */
         if (other_user) {
-            CHILD_CHECK(fchmod(fd, 0666) != 0 && errno == EPERM); /* not the owner */
-            CHILD_CHECK(fchown(fd, 65534, 65534) != 0);
+            TU_CHILD_CHECK(fchmod(fd, 0666) != 0 && errno == EPERM); /* not the owner */
+            TU_CHILD_CHECK(fchown(fd, 65534, 65534) != 0);
         }
     }
     fprintf(stderr, "child escalation attempts refused (%s)\n", other_user ? "other user" : "same user");
@@ -1249,7 +1233,7 @@ START_TEST(receiver_cannot_escalate_through_raw_fd)
     send_export(sv[0], &e);
     kvmm_mdl_export_close(&e);
     sync_wait(sv[0]);
-    wait_child_ok(pid);
+    tu_wait_child_ok(pid);
     ck_assert_str_eq((char *)map(h, 0, P, R), "secret");
 }
 END_TEST
@@ -1267,25 +1251,25 @@ START_TEST(revocation_seen_by_other_process)
         Handle got, sub, imported_again;
         rtl_size_t size;
         void *a = RTL_NULL;
-        CHILD_CHECK(recv_export(sv[1], &e) == 0);
-        CHILD_CHECK(kvmm_mdl_import(&e, &got) == 0);
-        CHILD_CHECK(KnPmmMdlGetSize(got, &size) == rcOk && size == 2 * P);
-        CHILD_CHECK(KnPmmMdlMap(got, 0, P, RTL_NULL, RW, &a) == rcOk);
-        CHILD_CHECK(KnPmmMdlClone(got, P, P, &sub) == rcOk);
+        TU_CHILD_CHECK(recv_export(sv[1], &e) == 0);
+        TU_CHILD_CHECK(kvmm_mdl_import(&e, &got) == 0);
+        TU_CHILD_CHECK(KnPmmMdlGetSize(got, &size) == rcOk && size == 2 * P);
+        TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P, RTL_NULL, RW, &a) == rcOk);
+        TU_CHILD_CHECK(KnPmmMdlClone(got, P, P, &sub) == rcOk);
         /* A second hop inside the child (a copy of a copy) inherits the whole ancestry. */
-        CHILD_CHECK(kvmm_mdl_export(sub, ~0u, &e) == 0 && e.revoke_count == 4);
-        CHILD_CHECK(kvmm_mdl_import(&e, &imported_again) == 0);
+        TU_CHILD_CHECK(kvmm_mdl_export(sub, ~0u, &e) == 0 && e.revoke_count == 4);
+        TU_CHILD_CHECK(kvmm_mdl_import(&e, &imported_again) == 0);
         sync_send(sv[1]);  /* ready */
         sync_wait(sv[1]);  /* parent has revoked h */
-        CHILD_CHECK(KnPmmMdlGetSize(got, &size) == rcHandleRevoked);
-        CHILD_CHECK(KnPmmMdlMap(got, 0, P, RTL_NULL, R, &a) == rcHandleRevoked);
-        CHILD_CHECK(KnPmmMdlClone(got, 0, P, &sub) == rcHandleRevoked);
-        CHILD_CHECK(KnPmmMdlGetSize(sub, &size) == rcHandleRevoked);
-        CHILD_CHECK(KnPmmMdlGetSize(imported_again, &size) == rcHandleRevoked);
-        CHILD_CHECK(kvmm_mdl_export(got, ~0u, &e) == -EKEYREVOKED);
+        TU_CHILD_CHECK(KnPmmMdlGetSize(got, &size) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P, RTL_NULL, R, &a) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnPmmMdlClone(got, 0, P, &sub) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnPmmMdlGetSize(sub, &size) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnPmmMdlGetSize(imported_again, &size) == rcHandleRevoked);
+        TU_CHILD_CHECK(kvmm_mdl_export(got, ~0u, &e) == -EKEYREVOKED);
         /* What was mapped before stays mapped. */
         strcpy(a, "child still writes");
-        CHILD_CHECK(KnHandleClose(got) == rcOk);
+        TU_CHILD_CHECK(KnHandleClose(got) == rcOk);
         sync_send(sv[1]);
         _exit(0);
     }
@@ -1301,7 +1285,7 @@ START_TEST(revocation_seen_by_other_process)
     ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
     sync_send(sv[0]);
     sync_wait(sv[0]);
-    wait_child_ok(pid);
+    tu_wait_child_ok(pid);
     ck_assert_str_eq(m, "child still writes");
 }
 END_TEST
@@ -1315,15 +1299,15 @@ START_TEST(fork_child_revocations_stay_in_the_child)
     if (pid == 0) {
         rtl_size_t size;
         Handle n1, n2;
-        CHILD_CHECK(KnHandleRevoke(h) == rcOk);
-        CHILD_CHECK(KnPmmMdlGetSize(c, &size) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnHandleRevoke(h) == rcOk);
+        TU_CHILD_CHECK(KnPmmMdlGetSize(c, &size) == rcHandleRevoked);
         /* Words handed out in the child come from a page of its own. */
         Handle g = create(P, RW);
-        CHILD_CHECK(KnPmmMdlClone(g, 0, P, &n1) == rcOk && KnPmmMdlClone(n1, 0, P, &n2) == rcOk);
-        CHILD_CHECK(KnHandleRevoke(n1) == rcOk);
+        TU_CHILD_CHECK(KnPmmMdlClone(g, 0, P, &n1) == rcOk && KnPmmMdlClone(n1, 0, P, &n2) == rcOk);
+        TU_CHILD_CHECK(KnHandleRevoke(n1) == rcOk);
         _exit(0);
     }
-    wait_child_ok(pid);
+    tu_wait_child_ok(pid);
     rtl_size_t size;
     ck_assert_uint_eq(KnPmmMdlGetSize(c, &size), rcOk);
     Handle g = create(P, RW), n1, n2;

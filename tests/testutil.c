@@ -7,6 +7,7 @@
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 
 
@@ -167,6 +168,13 @@ int tu_block_userfaultfd(void)
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
+void tu_wait_child_ok(pid_t pid)
+{
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %#x", status);
+}
+
 int tu_run(Suite *suite)
 {
     SRunner *runner = srunner_create(suite);
@@ -238,5 +246,17 @@ int tu_io_uring_usable(void)
     if (fd < 0)
         return 0;
     close((int)fd);
+    return 1;
+}
+
+int tu_server_wait_unimplemented(kosvmm_channel_server *srv)
+{
+    if (tu_io_uring_usable())
+        return 0;
+    static kosvmm_channel_event ev; /* 4 KiB of payload: not on a test's stack */
+    ev.type = 99;
+    ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 0, &ev), rcUnimplemented);
+    ck_assert_uint_eq(ev.type, 99); /* nothing written on failure */
+    ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 0, &ev), rcUnimplemented); /* and it stays so */
     return 1;
 }

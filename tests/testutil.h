@@ -5,7 +5,11 @@
 #include <check.h>
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>
+#include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 /* The system page size. */
 size_t tu_page(void);
@@ -48,6 +52,19 @@ void tu_start_lazy_engine(void);
  * process it forks or execs (seccomp), as a container runtime may. 0, or -1 with errno set. */
 int tu_block_userfaultfd(void);
 
+/* Checks in a forked child: Check's assertions belong to the test process, so a child reports a
+ * failed condition on stderr and exits 1 (tu_wait_child_ok then fails the test). */
+#define TU_CHILD_CHECK(cond)                                                                 \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "child: line %d: %s (errno %d)\n", __LINE__, #cond, errno);     \
+            _exit(1);                                                                        \
+        }                                                                                    \
+    } while (0)
+
+/* Reaps pid and asserts it exited with status 0. */
+void tu_wait_child_ok(pid_t pid);
+
 /* Runs one suite in fork mode (CK_FORK), prints Check's summary, returns the process exit code. */
 int tu_run(Suite *suite);
 
@@ -67,5 +84,10 @@ int tu_block_io_uring(int err);
 /* 1 if this process may set up an io_uring (probed with a one-entry ring), else 0: io_uring
  * blocked by seccomp, kernel.io_uring_disabled, or a kernel without it. */
 int tu_io_uring_usable(void);
+
+/* For tests of kosvmm_channel_server_wait, which needs io_uring by definition: when this process
+ * cannot set up a ring, asserts the documented rcUnimplemented from srv (a fresh server: the ring
+ * starts at its first wait) and returns 1, and the test stops there; otherwise returns 0. */
+int tu_server_wait_unimplemented(kosvmm_channel_server *srv);
 
 #endif
