@@ -83,8 +83,10 @@ static void audit(Retcode verdict, const char *rule, const char *fmt, ...)
                      rule, detail);
     if (n < 0)
         return;
-    if ((size_t)n >= sizeof line)
-        n = sizeof line - 1, line[n - 1] = '\n';
+    if ((size_t)n >= sizeof line) { /* a long detail is cut, the line still ends */
+        n = sizeof line - 1;
+        line[n - 1] = '\n';
+    }
     pthread_mutex_lock(&pol.lock);
     if (pol.audit_fd >= 0) {
         ssize_t w;

@@ -104,7 +104,8 @@ Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
  *   rcQuotaExceeded     the call would take a usage above its limit.
  * A call built on another needs both allowed: KnVmSegInitFromBuf needs SegInit and MdlCreate,
  * KnVmSegInitFromVm needs SegInit and MdlCreateFromVm, KnPmmMdlCreateFromBuf is MdlCreate.
- * Closing a handle (KnHandleClose) and kosvmm_* calls other than handle transfer are never denied.
+ * Closing a handle (KnHandleClose) and the kosvmm_* calls other than sending and receiving handles
+ * are never denied.
  *
  * What the quotas count (kosvmm_get_usage reports it):
  *   reserved   bytes of address space in kosvmm regions, whatever their state, MDL mappings
