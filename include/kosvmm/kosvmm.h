@@ -97,10 +97,11 @@ Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
  * as KasperskyOS 1.4 does), and denies methods outright.
  *
  * Results, for every call the policy covers, checked in this order and before anything changes:
- *   rcSecurityDisallow  the method is denied (checked before the arguments are looked at, as the
- *                       security module refuses an IPC call before the kernel sees it), or W^X
- *                       refuses a protection holding both VMM_FLAG_WRITE and VMM_FLAG_EXECUTE;
+ *   rcSecurityDisallow  the method is denied (before the arguments are looked at, as the security
+ *                       module refuses an IPC call before the kernel sees it);
  *   (the call's own argument errors);
+ *   rcSecurityDisallow  W^X is on and the protection holds both VMM_FLAG_WRITE and VMM_FLAG_EXECUTE;
+ *   (the call's own state errors: unknown region or handle, rights, revocation);
  *   rcQuotaExceeded     the call would take a usage above its limit.
  * A call built on another needs both allowed: KnVmSegInitFromBuf needs SegInit and MdlCreate,
  * KnVmSegInitFromVm needs SegInit and MdlCreateFromVm, KnPmmMdlCreateFromBuf is MdlCreate.
