@@ -999,26 +999,37 @@ static void op_mdl_create(src *s, int from_buf)
     adopt_handle(h, b, 0, n, (uint32_t)prot | KOSVMM_RIGHT_TRANSFER, NULL);
 }
 
+/* A window [*offb, *offb + *lenb) of mh (of a made-up handle without one), spoiled in 5 draws of
+ * `odds`: unaligned offset, zero length, one page or one byte too long, offset at the end, offset
+ * that overflows. Returns the window's length in pages before spoiling. */
+static uint32_t pick_window(src *s, const m_handle *mh, uint32_t odds, size_t *offb, size_t *lenb)
+{
+    size_t P = D.P;
+    uint32_t wl = mh ? mh->len : 1 + rnd(s, 8);
+    uint32_t off = rnd(s, wl), len = 1 + rnd(s, wl - off);
+    *offb = off * P;
+    *lenb = len * P;
+    uint32_t k = rnd(s, odds);
+    if (k == 0)
+        *offb += 1 + rnd(s, (uint32_t)P - 1);
+    else if (k == 1)
+        *lenb = 0;
+    else if (k == 2)
+        *lenb += rnd(s, 2) ? P : 1;
+    else if (k == 3)
+        *offb = wl * P;
+    else if (k == 4)
+        *offb = SIZE_MAX & ~(P - 1);
+    return len;
+}
+
 static void op_mdl_map(src *s)
 {
     model *m = &D.m;
     m_handle *mh;
     Handle h = pick_handle(s, &mh);
-    size_t P = D.P;
-    uint32_t wl = mh ? mh->len : 1 + rnd(s, 8);
-    uint32_t off = rnd(s, wl), len = 1 + rnd(s, wl - off);
-    size_t offb = off * P, lenb = len * P;
-    uint32_t k = rnd(s, 32);
-    if (k == 0)
-        offb += 1 + rnd(s, (uint32_t)P - 1);
-    else if (k == 1)
-        lenb = 0;
-    else if (k == 2)
-        lenb += rnd(s, 2) ? P : 1;
-    else if (k == 3)
-        offb = wl * P;
-    else if (k == 4)
-        offb = SIZE_MAX & ~(P - 1);
+    size_t P = D.P, offb, lenb;
+    uint32_t len = pick_window(s, mh, 32, &offb, &lenb);
     uint32_t hk = rnd(s, 16);
     uintptr_t hint = hk < 2 ? 0 : arena_spot(s, len > M_MAX_PAGES ? M_MAX_PAGES : len);
     if (hk == 2)
@@ -1073,19 +1084,8 @@ static void op_mdl_clone(src *s)
 {
     m_handle *mh;
     Handle h = pick_handle(s, &mh);
-    size_t P = D.P;
-    uint32_t wl = mh ? mh->len : 1 + rnd(s, 8);
-    uint32_t off = rnd(s, wl), len = 1 + rnd(s, wl - off);
-    size_t offb = off * P, lenb = len * P;
-    uint32_t k = rnd(s, 24);
-    if (k == 0)
-        offb += 1 + rnd(s, (uint32_t)P - 1);
-    else if (k == 1)
-        lenb = 0;
-    else if (k == 2)
-        lenb += P;
-    else if (k == 3)
-        offb = SIZE_MAX & ~(P - 1);
+    size_t P = D.P, offb, lenb;
+    pick_window(s, mh, 24, &offb, &lenb);
     int null_out = rnd(s, 32) == 0;
     if (!room_for_handle())
         return;
