@@ -25,12 +25,6 @@
 #include "handle_table.h"
 #include "mdl_memfd/mdl_internal.h"
 
-#ifdef __SANITIZE_ADDRESS__
-#define SANITIZED 1
-#else
-#define SANITIZED 0
-#endif
-
 #define R VMM_FLAG_READ
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 #define RX (VMM_FLAG_READ | VMM_FLAG_EXECUTE)
@@ -954,7 +948,7 @@ static Suite *suite(void)
     tc = tcase_create("max_map_count");
     tcase_set_timeout(tc, 120);
     /* The ASan runtime aborts the process when its own mmap fails at vm.max_map_count. */
-    if (!SANITIZED)
+    if (!TU_SANITIZED)
         tcase_add_test(tc, mdl_at_max_map_count);
     suite_add_tcase(s, tc);
     return s;

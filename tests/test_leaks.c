@@ -18,12 +18,6 @@
 #include "handle_table.h"
 #include "mdl_memfd/mdl_internal.h"
 
-#ifdef __SANITIZE_ADDRESS__
-#define SANITIZED 1
-#else
-#define SANITIZED 0
-#endif
-
 #define R VMM_FLAG_READ
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 #define T KOSVMM_RIGHT_TRANSFER
@@ -37,8 +31,8 @@
  * mappings, so leaking even one cycle's worth in ten would exceed either bound by far.
  * RssShmem is the MDL buffers' memory (and nothing an allocator uses): 256 kB.
  */
-#define RSS_SLACK_KB (SANITIZED ? 96L * 1024 : 4L * 1024)
-#define MAPS_SLACK (SANITIZED ? 512L : 8L)
+#define RSS_SLACK_KB (TU_SANITIZED ? 96L * 1024 : 4L * 1024)
+#define MAPS_SLACK (TU_SANITIZED ? 512L : 8L)
 #define SHMEM_SLACK_KB 256L
 
 #define MIN_CYCLES 500

@@ -16,11 +16,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifdef __SANITIZE_ADDRESS__
-#define SANITIZED 1
-#else
-#define SANITIZED 0
-#endif
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 
 static size_t P(void)
@@ -525,7 +520,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 240);
     /* The ASan runtime aborts the process when its own mmap fails at vm.max_map_count, so this
      * one runs in the normal build only. */
-    if (!SANITIZED)
+    if (!TU_SANITIZED)
         tcase_add_test(tc, test_max_map_count);
     suite_add_tcase(s, tc);
 

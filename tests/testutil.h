@@ -11,6 +11,13 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+/* 1 in an AddressSanitizer build, whose shadow memory, quarantine and limits some checks allow for. */
+#ifdef __SANITIZE_ADDRESS__
+#define TU_SANITIZED 1
+#else
+#define TU_SANITIZED 0
+#endif
+
 /* The system page size. */
 size_t tu_page(void);
 
