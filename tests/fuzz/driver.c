@@ -1328,32 +1328,46 @@ static void step(src *s)
 
 /* ---- runs ------------------------------------------------------------------------------------- */
 
-static int fd_count(void)
+/* Whether fd belongs to the fuzzing runtime rather than to kosvmm: the sanitizer symbolizer
+ * (started when libFuzzer prints a newly covered function) keeps two pipes to llvm-symbolizer and
+ * /proc/<pid>/maps open from then on. kosvmm makes no pipes and reads maps only within a call. */
+static int runtime_fd(const char *target)
 {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1;
+    size_t n = strlen(target);
+    return strncmp(target, "pipe:", 5) == 0 ||
+           (strncmp(target, "/proc/", 6) == 0 && n > 5 && strcmp(target + n - 5, "/maps") == 0);
 }
 
-/* Descriptors open now: a bit per number below 1024 (the fuzzer never comes near that). */
-static void fd_set_now(uint64_t set[16])
+static void fd_target(int fd, char *target, size_t cap)
+{
+    char link[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t len = readlink(link, target, cap - 1);
+    target[len > 0 ? len : 0] = '\0';
+}
+
+/* kosvmm's descriptors open now (see runtime_fd): a bit per number below 1024 (the fuzzer never
+ * comes near that). Returns how many. */
+static int fd_set_now(uint64_t set[16])
 {
     memset(set, 0, 16 * sizeof set[0]);
     DIR *d = opendir("/proc/self/fd");
     if (!d)
-        return;
-    int self = dirfd(d);
+        return -1;
+    int self = dirfd(d), n = 0;
     for (struct dirent *e; (e = readdir(d));) {
         int fd = atoi(e->d_name);
-        if (e->d_name[0] != '.' && fd != self && fd < 1024)
+        char target[128];
+        if (e->d_name[0] == '.' || fd == self || fd >= 1024)
+            continue;
+        fd_target(fd, target, sizeof target);
+        if (!runtime_fd(target)) {
             set[fd / 64] |= 1ull << (fd % 64);
+            n++;
+        }
     }
     closedir(d);
+    return n;
 }
 
 /* "fd N -> target" for each descriptor open now that was not at setup, so a leak report says
@@ -1367,10 +1381,8 @@ static void describe_new_fds(char *out, size_t cap)
     for (int fd = 0; fd < 1024 && n + 1 < cap; fd++) {
         if (!(now[fd / 64] >> (fd % 64) & 1) || (D.fd_base_set[fd / 64] >> (fd % 64) & 1))
             continue;
-        char link[32], target[128];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        target[len > 0 ? len : 0] = '\0';
+        char target[128];
+        fd_target(fd, target, sizeof target);
         int w = snprintf(out + n, cap - n, " fd %d -> %s;", fd, target);
         n = w < 0 ? cap : n + (size_t)w;
     }
@@ -1416,7 +1428,8 @@ static int run(src *s, uint64_t nops)
     for (uint64_t i = 0; i < nops && !src_done(s); i++)
         step(s);
     cleanup();
-    int fds = fd_count();
+    uint64_t now[16];
+    int fds = fd_set_now(now);
     /* Revocation words live in shared pages that are kept for reuse, so one descriptor may stay. */
     if (fds > D.fd_base + 1) {
         char extra[512];
@@ -1465,8 +1478,7 @@ int drv_setup(void)
         return -1;
     }
     m_init(&D.m, D.P, D.arena, ARENA_PAGES);
-    D.fd_base = fd_count();
-    fd_set_now(D.fd_base_set);
+    D.fd_base = fd_set_now(D.fd_base_set);
     D.ready = 1;
     return 0;
 }
