@@ -184,6 +184,11 @@ static int apply(const kosvmm_policy *p, int owned_fd)
     STORE(pol.w_xor_x, p->w_xor_x);
     STORE(pol.locked, p->locked);
     int old = pol.owned_fd;
+    /* A policy that still names the audit file a policy file opened (kosvmm_get_policy, change a
+     * limit, kosvmm_set_policy) keeps it: closing it would leave audit_fd naming whatever file
+     * reuses the number. */
+    if (owned_fd < 0 && old >= 0 && p->audit_fd == old)
+        owned_fd = old;
     pol.owned_fd = owned_fd;
     STORE(pol.audit_fd, p->audit_fd);
     pthread_mutex_unlock(&pol.lock);
@@ -272,15 +277,17 @@ KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
     return rcOk;
 }
 
-void kvmm_policy_fork_prepare(void)
+static void fork_prepare(void)
 {
     pthread_mutex_lock(&pol.lock);
 }
 
-void kvmm_policy_fork_release(void)
+static void fork_release(void)
 {
     pthread_mutex_unlock(&pol.lock);
 }
+
+static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_release, fork_release};
 
 /*
  * KOSVMM_POLICY is read before main, so no call ever runs under a weaker policy than the one
@@ -289,6 +296,7 @@ void kvmm_policy_fork_release(void)
  */
 __attribute__((constructor)) static void load_env_policy(void)
 {
+    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_POLICY);
     const char *path = secure_getenv("KOSVMM_POLICY");
     if (!path || !*path)
         return;

@@ -5,7 +5,7 @@
 #include <kosvmm/kosvmm.h>
 
 #include "errors.h"
-#include "uffd/uffd.h"
+#include "lazy.h"
 #include "visibility.h"
 
 struct kvmm_counters kvmm_counters;
@@ -25,7 +25,7 @@ KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
     stats->pin_refusals = LOAD(pin_refusals);
     stats->kernel_refusals = LOAD(kernel_refusals);
     stats->guard_mechanism = LOAD(guard_mechanism);
-    stats->lazy_engine = kvmm_uffd_engine();
+    stats->lazy_engine = kvmm_lazy_engine.kind();
     stats->lazy_window = LOAD(lazy_window);
     stats->uffd_faults = LOAD(uffd_faults);
     stats->uffd_pages_filled = LOAD(uffd_pages_filled);

@@ -6,9 +6,9 @@
 #include <sys/mman.h>
 #include <vmm/flags.h>
 
+#include "lazy.h"
 #include "os.h"
 #include "stats.h"
-#include "uffd/uffd.h"
 
 static struct kvmm_attrs next_attrs(const struct kvmm_region *r, struct kvmm_attrs a,
                                     enum kvmm_op op, int prot)
@@ -154,8 +154,8 @@ static int apply_piece(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct
     int kp_old = kvmm_kernel_prot(old), kp_new = kvmm_kernel_prot(new_attrs);
     /* Registered before the pages become accessible; adopting never fails the transition, it
      * only decides whether the engine or the kernel serves the first touches. */
-    if (new_attrs.state == KVMM_LAZY && !kvmm_uffd_active(r))
-        kvmm_uffd_adopt(r);
+    if (new_attrs.state == KVMM_LAZY && !kvmm_lazy_engine.active(r))
+        kvmm_lazy_engine.adopt(r);
     if (new_attrs.state == KVMM_FULL && old.state != KVMM_FULL) {
         if ((rc = populate(r, lo, hi, old, &new_attrs)))
             return rc;

@@ -17,7 +17,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t tu_page(void)
@@ -173,6 +175,26 @@ void tu_wait_child_ok(pid_t pid)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %#x", status);
+}
+
+int tu_wait_child_for(pid_t pid, int timeout_ms)
+{
+    int status;
+    for (int waited = 0; waited <= timeout_ms; waited++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+double tu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 int tu_run(Suite *suite)

@@ -72,6 +72,14 @@ int tu_block_userfaultfd(void);
 /* Reaps pid and asserts it exited with status 0. */
 void tu_wait_child_ok(pid_t pid);
 
+/* Waits up to timeout_ms for pid and returns its wait status; a child still running then is
+ * killed (SIGKILL) and reaped, and -1 returned: a test that forks a child which may hang fails
+ * instead of hanging. */
+int tu_wait_child_for(pid_t pid, int timeout_ms);
+
+/* CLOCK_MONOTONIC in seconds. */
+double tu_now(void);
+
 /* Runs one suite in fork mode (CK_FORK), prints Check's summary, returns the process exit code. */
 int tu_run(Suite *suite);
 

@@ -23,6 +23,7 @@ struct server_peer {
     struct kvmm_wire_rxbuf rx;     /* a pending recvmsg points into it: the peer may not move */
     struct server_peer *next;
     bool armed;                    /* a recvmsg for it is on the ring */
+    bool rearm;                    /* none could be queued: armed at the next call */
 };
 
 struct kosvmm_channel_server {
@@ -33,6 +34,7 @@ struct kosvmm_channel_server {
     struct io_uring ring;
     struct server_peer *peers;     /* live peers */
     struct server_peer *closed;    /* CLOSED already reported: freed at the next call */
+    unsigned unarmed;              /* live peers without a recvmsg on the ring (armed again at the next call) */
 };
 
 KVMM_PUBLIC Retcode kosvmm_channel_listen(const char *name, kosvmm_channel_server **server)
@@ -83,32 +85,62 @@ KVMM_PUBLIC Retcode kosvmm_channel_accept(kosvmm_channel_server *server, kosvmm_
     return rcOk;
 }
 
-/* A free submission slot; a full queue is flushed to the kernel first, which always frees it. */
+/* A free submission slot: a full queue is flushed to the kernel once, which frees it unless the
+ * submit fails (io_uring_enter refused, the ring dying) or the kernel takes nothing (completion
+ * queue backpressure). Then NULL: retrying would spin, since nothing here reaps completions. */
 static struct io_uring_sqe *get_sqe(kosvmm_channel_server *s)
 {
-    struct io_uring_sqe *sqe;
-    while (!(sqe = io_uring_get_sqe(&s->ring)))
-        io_uring_submit(&s->ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe && io_uring_submit(&s->ring) > 0)
+        sqe = io_uring_get_sqe(&s->ring);
     return sqe;
 }
 
-static void arm_accept(kosvmm_channel_server *s)
+static int arm_accept(kosvmm_channel_server *s)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EIO;
     io_uring_prep_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, TAG_ACCEPT);
     s->accept_armed = true;
     s->pending++;
+    return 0;
 }
 
-static void arm_recv(kosvmm_channel_server *s, struct server_peer *p)
+/* A peer that cannot be armed now is counted and armed at the next call. */
+static int arm_recv(kosvmm_channel_server *s, struct server_peer *p)
 {
-    kvmm_wire_rxbuf_prepare(&p->rx);
     struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) {
+        if (!p->rearm)
+            s->unarmed++;
+        p->rearm = true;
+        return -EIO;
+    }
+    kvmm_wire_rxbuf_prepare(&p->rx);
     io_uring_prep_recvmsg(sqe, p->ch.fd, &p->rx.msg, MSG_CMSG_CLOEXEC);
     io_uring_sqe_set_data(sqe, p);
     p->armed = true;
     s->pending++;
+    return 0;
+}
+
+/* Arms what a failed submission left unarmed. */
+static int rearm(kosvmm_channel_server *s)
+{
+    int rc;
+    if (!s->accept_armed && (rc = arm_accept(s)))
+        return rc;
+    for (struct server_peer *p = s->peers; p && s->unarmed; p = p->next) {
+        if (!p->rearm)
+            continue;
+        p->rearm = false;
+        s->unarmed--;
+        if ((rc = arm_recv(s, p)))
+            return rc;
+    }
+    return 0;
 }
 
 static void free_closed(kosvmm_channel_server *s)
@@ -123,6 +155,10 @@ static void free_closed(kosvmm_channel_server *s)
 
 static void unlink_peer(kosvmm_channel_server *s, struct server_peer *p)
 {
+    if (p->rearm) {
+        p->rearm = false;
+        s->unarmed--;
+    }
     for (struct server_peer **pp = &s->peers; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
@@ -146,14 +182,12 @@ static int on_accept(kosvmm_channel_server *s, int res, kosvmm_channel_event *ev
 {
     s->accept_armed = false;
     if (res < 0) {
-        if (res == -EINTR || res == -ECONNABORTED || res == -EAGAIN) {
-            arm_accept(s);
-            return 0;
-        }
+        if (res == -EINTR || res == -ECONNABORTED || res == -EAGAIN)
+            return arm_accept(s);
         /* Re-armed at the next call, so a full descriptor table does not spin here. */
-        return res == -EMFILE || res == -ENFILE ? -EDQUOT : -ENOMEM;
+        return res == -EMFILE || res == -ENFILE ? res : -ENOMEM;
     }
-    arm_accept(s);
+    arm_accept(s); /* else armed at the next call */
     struct server_peer *p = calloc(1, sizeof *p);
     if (!p) {
         close(res);
@@ -177,10 +211,8 @@ static int on_recv(kosvmm_channel_server *s, struct server_peer *p, int res, kos
     int rc;
     struct kvmm_wire_msg m;
     Handle h = INVALID_HANDLE;
-    if (res == -EINTR || res == -EAGAIN) {
-        arm_recv(s, p);
-        return 0;
-    }
+    if (res == -EINTR || res == -EAGAIN)
+        return arm_recv(s, p);
     rc = res < 0 ? -ENOENT : kvmm_wire_parse(&p->rx, res, &m, KOSVMM_CHANNEL_MAX_PAYLOAD);
     memset(ev, 0, offsetof(kosvmm_channel_event, payload));
     ev->peer = &p->ch;
@@ -230,8 +262,8 @@ static int server_wait(kosvmm_channel_server *s, int timeout_ms, kosvmm_channel_
     int rc;
     if (!s->ring_started && (rc = start_ring(s)))
         return rc;
-    if (!s->accept_armed)
-        arm_accept(s);
+    if ((rc = rearm(s)))
+        return rc;
 
     struct timespec deadline = {0};
     if (timeout_ms >= 0) {
@@ -288,29 +320,32 @@ KVMM_PUBLIC Retcode kosvmm_channel_server_disconnect(kosvmm_channel_server *serv
     return rcOk;
 }
 
-static void cancel(kosvmm_channel_server *s, uint64_t target)
+static int cancel(kosvmm_channel_server *s, uint64_t target)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EIO;
     io_uring_prep_cancel64(sqe, target, 0);
     io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+    return 0;
 }
 
 /* Cancels every pending request and reaps them all before the buffers they point into are freed;
- * a recvmsg or accept that completed anyway has installed descriptors, which are closed here. */
+ * a recvmsg or accept that completed anyway has installed descriptors, which are closed here.
+ * A ring that takes no more requests is closed as it is, which cancels what is left. */
 static void drain_ring(kosvmm_channel_server *s)
 {
-    if (s->accept_armed)
-        cancel(s, TAG_ACCEPT);
-    for (struct server_peer *p = s->peers; p; p = p->next)
+    int rc = s->accept_armed ? cancel(s, TAG_ACCEPT) : 0;
+    for (struct server_peer *p = s->peers; p && rc == 0; p = p->next)
         if (p->armed)
-            cancel(s, (uint64_t)(uintptr_t)p);
-    while (s->pending) {
+            rc = cancel(s, (uint64_t)(uintptr_t)p);
+    while (s->pending && rc == 0) {
         struct io_uring_cqe *cqe;
         io_uring_submit(&s->ring);
-        int rc = io_uring_wait_cqe(&s->ring, &cqe);
-        if (rc == -EINTR || rc == -EAGAIN)
+        int w = io_uring_wait_cqe(&s->ring, &cqe);
+        if (w == -EINTR || w == -EAGAIN)
             continue;
-        if (rc)
+        if (w)
             break; /* the ring is unusable; closing it below cancels what is left */
         uint64_t tag = io_uring_cqe_get_data64(cqe);
         int res = cqe->res;

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "handle_table.h"
 #include "mdl_internal.h"
 #include "os.h"
@@ -166,12 +167,10 @@ static int create_locked(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, uint
     return rc;
 }
 
-static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
+int kvmm_mdl_create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
 {
     uintptr_t hi;
-    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE_FROM_VM);
-    if (rc)
-        return rc;
+    int rc;
     if (!out || !kvmm_mdl_prot_valid(flags) || size == 0 || !kvmm_mdl_aligned(lo) ||
         !kvmm_mdl_aligned(size) || __builtin_add_overflow(lo, size, &hi))
         return -EINVAL;
@@ -194,7 +193,13 @@ static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
     return rc;
 }
 
+static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
+{
+    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE_FROM_VM);
+    return rc ? rc : kvmm_mdl_create_from_vm(lo, size, flags, out);
+}
+
 KVMM_PUBLIC Retcode KnPmmMdlCreateFromVm(void *va, rtl_size_t size, int flags, Handle *handle)
 {
-    return kvmm_mdl_retcode(create_from_vm((uintptr_t)va, size, flags, handle));
+    return kvmm_retcode(create_from_vm((uintptr_t)va, size, flags, handle));
 }

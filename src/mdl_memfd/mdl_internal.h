@@ -77,14 +77,10 @@ int kvmm_mdl_write_all(int fd, const void *buf, size_t len, uint64_t off);
 /* A buffer's or a mapping's protection: READ, READ|WRITE, READ|EXECUTE or READ|WRITE|EXECUTE. */
 bool kvmm_mdl_prot_valid(int prot);
 bool kvmm_mdl_aligned(uint64_t v);
-/* kvmm_retcode, with running out of file descriptors reported as rcQuotaExceeded. */
-Retcode kvmm_mdl_retcode(int rc);
 
 /* mdl_quota.c — a buffer counts once, from its first handle here to its last. */
 int kvmm_mdl_hold(int fd, uint64_t bytes, struct kvmm_mdl_held **out);
 void kvmm_mdl_unhold(struct kvmm_mdl_held *h);
-void kvmm_mdl_hold_fork_prepare(void);
-void kvmm_mdl_hold_fork_release(void);
 
 /* mdl_revoke.c — all under one process-wide lock, never held while calling the handle table. */
 /* Whether o or any origin of o has been revoked (atomic loads, no lock). */

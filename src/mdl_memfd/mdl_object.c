@@ -48,12 +48,6 @@ bool kvmm_mdl_prot_valid(int prot)
     return (prot & ~VMM_FLAG_RWX_MASK) == 0 && (prot & VMM_FLAG_READ);
 }
 
-Retcode kvmm_mdl_retcode(int rc)
-{
-    /* RLIMIT_NOFILE is a configured limit: each handle holds one file descriptor. */
-    return kvmm_retcode(rc == -EMFILE || rc == -ENFILE ? -EDQUOT : rc);
-}
-
 static int memfd_open(const char *name, uint32_t rights)
 {
     unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "avl.h"
+#include "fork.h"
 #include "mdl_internal.h"
 #include "policy.h"
 
@@ -75,12 +76,19 @@ void kvmm_mdl_unhold(struct kvmm_mdl_held *h)
     }
 }
 
-void kvmm_mdl_hold_fork_prepare(void)
+static void fork_prepare(void)
 {
     pthread_mutex_lock(&lock);
 }
 
-void kvmm_mdl_hold_fork_release(void)
+static void fork_release(void)
 {
     pthread_mutex_unlock(&lock);
+}
+
+static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_release, fork_release};
+
+__attribute__((constructor)) static void register_fork_hooks(void)
+{
+    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_MDL_HOLD);
 }

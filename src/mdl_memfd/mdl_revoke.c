@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fork.h"
 #include "mdl_internal.h"
 #include "os.h"
 
@@ -332,12 +333,11 @@ static void fork_child(void)
     pthread_mutex_unlock(&lock);
 }
 
-/* Registered before lib/fork.c's handlers (a constructor with a priority runs before those
- * without), so that at fork this lock is taken last: the handle table's lock is taken before it
- * on every path (the revoke hook runs under the table lock). */
-__attribute__((constructor(101))) static void install_fork_handlers(void)
+static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_parent, fork_child};
+
+__attribute__((constructor)) static void register_fork_hooks(void)
 {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_MDL_REVOKE);
 }
 
 uint32_t kvmm_mdl_rpage_count(void)
