@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/lazy.h — what the core needs from a lazy-commit engine: the interface lib/ owns and src/uffd implements. */
 #ifndef KVMM_LAZY_H
 #define KVMM_LAZY_H

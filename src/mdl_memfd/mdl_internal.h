@@ -66,6 +66,9 @@ int kvmm_mdl_publish(struct kvmm_mdl *o, uint32_t rights, Handle *out);
  * was revoked (here or in the process it came from). The caller drops o with kvmm_mdl_put. */
 int kvmm_mdl_get(Handle h, struct kvmm_mdl **o, uint32_t *rights);
 void kvmm_mdl_put(struct kvmm_mdl *o);
+
+/* mdl_fd.c — the memfd helpers (used by buffers and revocation pages alike, so neither file
+ * depends on the other through them). */
 /* A new memfd of size bytes (page multiple), read-write, mode 0444, sealed against shrink, grow
  * and further seals, and against exec (MFD_NOEXEC_SEAL) unless rights hold KVMM_RIGHT_EXECUTE. */
 int kvmm_mdl_memfd(const char *name, uint64_t size, uint32_t rights, int *fd);
