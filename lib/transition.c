@@ -180,6 +180,27 @@ static bool has_mdl_pages(const struct kvmm_region *r, uintptr_t lo, uintptr_t h
     return false;
 }
 
+/* MAP_FIXED replaces the old pages atomically and drops their mlock, so a pinned span needs no
+ * unpin first. */
+int kvmm_transition_to_mdl(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int fd)
+{
+    for (uintptr_t cur = lo; cur < hi;) {
+        int rc = kvmm_region_prepare(r);
+        if (rc)
+            return rc;
+        const struct kvmm_span *s = kvmm_region_span_at(r, cur);
+        uintptr_t end = s->end < hi ? s->end : hi;
+        struct kvmm_attrs a = {KVMM_MDL, s->a.prot, 0};
+        if (kvmm_os_map_file_over(cur, end - cur, kvmm_kernel_prot(a), fd, cur - lo) != 0) {
+            kvmm_count(kernel_refusals, 1);
+            return -ENOMEM;
+        }
+        kvmm_region_set(r, cur, end, a);
+        cur = end;
+    }
+    return 0;
+}
+
 int kvmm_transition(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, enum kvmm_op op, int prot)
 {
     if (has_mdl_pages(r, lo, hi))

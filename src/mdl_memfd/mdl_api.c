@@ -109,23 +109,20 @@ static int map_window(struct kvmm_mdl *o, uint64_t offset, uint64_t length, uint
                       int prot, uintptr_t *out)
 {
     struct kvmm_attrs a = {KVMM_MDL, (uint8_t)prot, 0};
-    int flags = hint ? MAP_SHARED | MAP_FIXED_NOREPLACE : MAP_SHARED;
     int rc = kvmm_quota_charge(KVMM_Q_RESERVED, length);
     if (rc)
         return rc;
-    void *m = mmap((void *)hint, length, kvmm_kernel_prot(a), flags, o->fd, (off_t)(o->offset + offset));
-    uintptr_t base = (uintptr_t)m;
+    uintptr_t base = 0;
     struct kvmm_region *r = NULL;
-    if (m == MAP_FAILED)
-        rc = errno == EEXIST ? -EEXIST : errno == EACCES || errno == EPERM ? -EACCES : -ENOMEM;
-    else if (hint && base != hint)
-        rc = -EEXIST; /* kernels before 4.17 take MAP_FIXED_NOREPLACE as a mere hint */
+    rc = kvmm_os_map_file(o->fd, o->offset + offset, length, kvmm_kernel_prot(a), hint, &base);
+    if (rc)
+        rc = rc == -EEXIST ? -EEXIST : rc == -EACCES || rc == -EPERM ? -EACCES : -ENOMEM;
     /* Flags as if allocated committed with this protection: what KnVmQuery reports. */
     else if (!(r = kvmm_region_new(base, base + length, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | prot, a)))
         rc = -ENOMEM;
     if (rc) {
-        if (m != MAP_FAILED)
-            munmap(m, length);
+        if (base)
+            kvmm_os_release(base, length);
         kvmm_quota_uncharge(KVMM_Q_RESERVED, length);
         return rc;
     }

@@ -15,6 +15,7 @@
 
 #include "fork.h"
 #include "lazy.h"
+#include "os.h"
 #include "uffd/engine.h"
 #include "uffd/uffd.h"
 
@@ -110,8 +111,8 @@ static int start(bool user_mode_only)
     int control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!kvmm_engine.zeros) {
         /* Never written: every page is the shared zero page, so the copy source costs nothing. */
-        void *z = mmap(NULL, KVMM_UFFD_CHUNK, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        kvmm_engine.zeros = z == MAP_FAILED ? NULL : z;
+        uintptr_t z;
+        kvmm_engine.zeros = kvmm_os_map_zeros(KVMM_UFFD_CHUNK, &z) == 0 ? (const void *)z : NULL;
     }
     int rc = control < 0 || !kvmm_engine.zeros ? -ENOMEM : 0;
     if (rc == 0) {
