@@ -8,8 +8,8 @@
 
 /*
  * Every mmap, munmap, mprotect and madvise of kosvmm goes through this layer (lib/ and the engines
- * in src/ alike; scripts/check_layers.sh does not check it, review does), so what each kernel call
- * may do to the address space is written down once, here.
+ * in src/ alike; scripts/check_layers.sh checks it), so what each kernel call may do to the
+ * address space is written down once, here.
  *
  * Contract, for every kvmm_os_* call below: addresses and lengths are page aligned and non-zero;
  * the call returns 0 on success or a negative errno; on failure the kernel state is unchanged

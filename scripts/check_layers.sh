@@ -10,6 +10,7 @@
 #      API through interfaces lib/ owns: lib/lazy.h, lib/fork.h, the handle ops).
 #   2. One engine does not include another's headers (src/uffd <-> src/mdl_memfd).
 #   3. Inside src/mdl_memfd the channel transport (channel*.c|h) sees only mdl.h of the MDL code.
+#   4. Only lib/os_linux.c calls mmap, munmap, mprotect or madvise: the rest goes through lib/os.h.
 # Symbol rule (on the static archive, when given): the object files of src/mdl_memfd reference
 # each other without a circle (a file that needs another's functions is not needed by it).
 set -eu
@@ -24,7 +25,8 @@ if [ "${1:-}" = "--self-test" ]; then
     printf '#include "ok.h"\n' > "$t/lib/ok.c"
     "$0" "$t" >/dev/null || { echo "self-test: a clean tree was refused"; exit 1; }
     for bad in 'lib/a.c:#include "uffd/uffd.h"' 'lib/b.h:#include <mdl_memfd/mdl.h>' \
-               'src/uffd/c.c:#include "mdl_memfd/mdl.h"' 'src/mdl_memfd/channel_x.c:#include "mdl_internal.h"'; do
+               'src/uffd/c.c:#include "mdl_memfd/mdl.h"' 'src/mdl_memfd/channel_x.c:#include "mdl_internal.h"' \
+               'src/uffd/d.c:static void f(void) { munmap(0, 0); }'; do
         file=${bad%%:*}
         printf '%s\n' "${bad#*:}" > "$t/$file"
         if "$0" "$t" >/dev/null 2>&1; then
@@ -88,6 +90,18 @@ for eng in engines:
             elif eng == 'mdl_memfd' and os.path.basename(path).startswith('channel') \
                     and not os.path.basename(target).startswith('channel') and os.path.basename(target) != 'mdl.h':
                 errors.append(f'{rel}: includes {name}: the channel transport may use only mdl.h of the MDL code')
+
+raw = re.compile(r'\b(mmap|munmap|mprotect|madvise)\s*\(')
+for d in ('lib', 'src'):
+    for path in sources(d):
+        rel = os.path.relpath(path, root)
+        if rel == os.path.join('lib', 'os_linux.c') or not path.endswith('.c'):
+            continue
+        with open(path, encoding='utf-8', errors='replace') as f:
+            for no, line in enumerate(f, 1):
+                code = line.split('//')[0]
+                if raw.search(code) and not code.lstrip().startswith(('*', '/*')):
+                    errors.append(f'{rel}:{no}: calls {raw.search(code).group(1)} directly: use lib/os.h')
 
 cycles = 0
 if archive:
