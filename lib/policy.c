@@ -197,8 +197,10 @@ static int apply(const kosvmm_policy *p, int owned_fd)
     return 0;
 }
 
-static void get_policy(kosvmm_policy *p)
+static int get_policy(kosvmm_policy *p)
 {
+    if (!p)
+        return -EINVAL;
     pthread_mutex_lock(&pol.lock);
     kosvmm_policy out = {
         .max_reserved_bytes = pol.limit[KVMM_Q_RESERVED],
@@ -213,21 +215,22 @@ static void get_policy(kosvmm_policy *p)
     };
     pthread_mutex_unlock(&pol.lock);
     *p = out;
+    return 0;
 }
 
 KVMM_PUBLIC Retcode kosvmm_get_policy(kosvmm_policy *policy)
 {
-    if (!policy)
-        return kvmm_retcode(-EINVAL);
-    get_policy(policy);
-    return rcOk;
+    return kvmm_retcode(get_policy(policy));
+}
+
+static int set_policy(const kosvmm_policy *p)
+{
+    return !p || !policy_valid(p) ? -EINVAL : apply(p, -1);
 }
 
 KVMM_PUBLIC Retcode kosvmm_set_policy(const kosvmm_policy *policy)
 {
-    if (!policy || !policy_valid(policy))
-        return kvmm_retcode(-EINVAL);
-    return kvmm_retcode(apply(policy, -1));
+    return kvmm_retcode(set_policy(policy));
 }
 
 static void set_error(char *error, size_t size, const char *msg)
@@ -239,6 +242,10 @@ static void set_error(char *error, size_t size, const char *msg)
 /* Parses path and opens its audit file: the whole policy or nothing. */
 static int load(const char *path, char *error, size_t error_size)
 {
+    if (!path) {
+        set_error(error, error_size, "no path");
+        return -EINVAL;
+    }
     char err[320] = "";
     kosvmm_policy p = {KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
                        KOSVMM_UNLIMITED, 0, 0, -1, 0};
@@ -253,17 +260,13 @@ static int load(const char *path, char *error, size_t error_size)
 
 KVMM_PUBLIC Retcode kosvmm_load_policy(const char *path, char *error, rtl_size_t error_size)
 {
-    if (!path) {
-        set_error(error, error_size, "no path");
-        return kvmm_retcode(-EINVAL);
-    }
     return kvmm_retcode(load(path, error, error_size));
 }
 
-KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
+static int get_usage(kosvmm_usage *usage)
 {
     if (!usage)
-        return kvmm_retcode(-EINVAL);
+        return -EINVAL;
     kosvmm_usage u = {
         .reserved_bytes = LOAD(pol.used[KVMM_Q_RESERVED]),
         .committed_bytes = LOAD(pol.used[KVMM_Q_COMMITTED]),
@@ -274,7 +277,12 @@ KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
         .denials = LOAD(pol.denials),
     };
     *usage = u;
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
+{
+    return kvmm_retcode(get_usage(usage));
 }
 
 static void fork_prepare(void)

@@ -12,10 +12,10 @@ struct kvmm_counters kvmm_counters;
 
 #define LOAD(field) __atomic_load_n(&kvmm_counters.field, __ATOMIC_RELAXED)
 
-KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
+static int get_stats(kosvmm_stats *stats)
 {
     if (!stats)
-        return kvmm_retcode(-EINVAL);
+        return -EINVAL;
     stats->regions = LOAD(regions);
     stats->reserved_bytes = LOAD(reserved);
     stats->committed_bytes = LOAD(committed);
@@ -33,5 +33,10 @@ KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
     stats->uffd_fill_ns = LOAD(uffd_fill_ns);
     stats->thp_bytes = LOAD(thp_bytes);
     stats->uffd_overcommits = LOAD(uffd_overcommits);
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
+{
+    return kvmm_retcode(get_stats(stats));
 }

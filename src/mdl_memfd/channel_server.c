@@ -37,52 +37,68 @@ struct kosvmm_channel_server {
     unsigned unarmed;              /* live peers without a recvmsg on the ring (armed again at the next call) */
 };
 
-KVMM_PUBLIC Retcode kosvmm_channel_listen(const char *name, kosvmm_channel_server **server)
+/* Out of descriptors (-EMFILE/-ENFILE: a quota to kvmm_retcode) or else out of memory. */
+static int fd_errno(int err)
+{
+    return err == EMFILE || err == ENFILE ? -err : -ENOMEM;
+}
+
+static int listen_on(const char *name, kosvmm_channel_server **server)
 {
     struct sockaddr_un sa;
     socklen_t len;
     if (!server || kvmm_channel_address(name, &sa, &len))
-        return rcInvalidArgument;
+        return -EINVAL;
     kosvmm_channel_server *s = calloc(1, sizeof *s);
     if (!s)
-        return rcOutOfMemory;
+        return -ENOMEM;
     s->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (s->fd < 0) {
         int err = errno;
         free(s);
-        return kvmm_retcode(err == EMFILE || err == ENFILE ? -EDQUOT : -ENOMEM);
+        return fd_errno(err);
     }
     if (bind(s->fd, (struct sockaddr *)&sa, len) != 0 || listen(s->fd, LISTEN_BACKLOG) != 0) {
         int err = errno;
         close(s->fd);
         free(s);
-        return kvmm_retcode(err == EADDRINUSE ? -EEXIST : -EIO);
+        return err == EADDRINUSE ? -EEXIST : -EIO;
     }
     *server = s;
-    return rcOk;
+    return 0;
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_accept(kosvmm_channel_server *server, kosvmm_channel **peer)
+KVMM_PUBLIC Retcode kosvmm_channel_listen(const char *name, kosvmm_channel_server **server)
+{
+    return kvmm_retcode(listen_on(name, server));
+}
+
+static int accept_peer(kosvmm_channel_server *server, kosvmm_channel **peer)
 {
     if (!server || !peer)
-        return rcInvalidArgument;
+        return -EINVAL;
     if (server->ring_started) /* the ring's own accept would race with this one */
-        return rcInvalidOperation;
+        return -EOPNOTSUPP;
     int fd;
     do
         fd = accept4(server->fd, NULL, NULL, SOCK_CLOEXEC);
     while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
     if (fd < 0)
-        return kvmm_retcode(errno == EMFILE || errno == ENFILE ? -EDQUOT : -ENOMEM);
+        return fd_errno(errno);
     kosvmm_channel *ch = malloc(sizeof *ch);
     if (!ch) {
         close(fd);
-        return rcOutOfMemory;
+        return -ENOMEM;
     }
     ch->fd = fd;
     ch->server = NULL;
     *peer = ch;
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_channel_accept(kosvmm_channel_server *server, kosvmm_channel **peer)
+{
+    return kvmm_retcode(accept_peer(server, peer));
 }
 
 /* A free submission slot: a full queue is flushed to the kernel once, which frees it unless the
@@ -311,13 +327,18 @@ KVMM_PUBLIC Retcode kosvmm_channel_server_wait(kosvmm_channel_server *server, in
     return kvmm_retcode(server_wait(server, timeout_ms, event));
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_server_disconnect(kosvmm_channel_server *server, kosvmm_channel *peer)
+static int disconnect(kosvmm_channel_server *server, kosvmm_channel *peer)
 {
     if (!server || !peer || !owns(server, peer))
-        return rcInvalidArgument;
+        return -EINVAL;
     /* The pending recvmsg then completes with 0 bytes, which reports CLOSED like a hang-up. */
     shutdown(peer->fd, SHUT_RDWR);
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_channel_server_disconnect(kosvmm_channel_server *server, kosvmm_channel *peer)
+{
+    return kvmm_retcode(disconnect(server, peer));
 }
 
 static int cancel(kosvmm_channel_server *s, uint64_t target)
@@ -366,10 +387,10 @@ static void drain_ring(kosvmm_channel_server *s)
     io_uring_queue_exit(&s->ring);
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_server_close(kosvmm_channel_server *server)
+static int server_close(kosvmm_channel_server *server)
 {
     if (!server)
-        return rcInvalidArgument;
+        return -EINVAL;
     if (server->ring_started)
         drain_ring(server);
     while (server->peers)
@@ -377,5 +398,10 @@ KVMM_PUBLIC Retcode kosvmm_channel_server_close(kosvmm_channel_server *server)
     free_closed(server);
     close(server->fd);
     free(server);
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_channel_server_close(kosvmm_channel_server *server)
+{
+    return kvmm_retcode(server_close(server));
 }
