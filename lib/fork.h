@@ -2,6 +2,8 @@
 #ifndef KVMM_FORK_H
 #define KVMM_FORK_H
 
+#include <pthread.h>
+
 /*
  * fork() copies one thread; a lock another thread held at that moment stays held in the child
  * forever. So every module that owns a lock registers hooks: prepare takes its lock(s), parent
@@ -46,6 +48,20 @@ enum kvmm_fork_rank {
  * Call it from the module's constructor, before the process can fork with the lock held. 0, or
  * -ENOSPC past KVMM_FORK_MAX_HOOKS. */
 int kvmm_fork_register(const struct kvmm_fork_hooks *hooks, enum kvmm_fork_rank rank);
+
+/* For a module whose only fork concern is one pthread mutex: defines hooks that take it before
+ * fork and release it in both processes, and registers them at rank from a constructor. Use at
+ * file scope, followed by a semicolon. */
+#define KVMM_FORK_MUTEX(mutex, rank)                                                               \
+    static void kvmm_fork_mutex_lock_(void) { pthread_mutex_lock(&(mutex)); }                    \
+    static void kvmm_fork_mutex_unlock_(void) { pthread_mutex_unlock(&(mutex)); }                \
+    static const struct kvmm_fork_hooks kvmm_fork_mutex_hooks_ = {                               \
+        kvmm_fork_mutex_lock_, kvmm_fork_mutex_unlock_, kvmm_fork_mutex_unlock_};                  \
+    __attribute__((constructor)) static void kvmm_fork_mutex_register_(void)                     \
+    {                                                                                            \
+        kvmm_fork_register(&kvmm_fork_mutex_hooks_, (rank));                                     \
+    }                                                                                            \
+    extern int kvmm_fork_mutex_semicolon_
 
 /* Installs the pthread_atfork handlers once; cheap after the first call. */
 void kvmm_fork_guard(void);

@@ -164,13 +164,4 @@ uint32_t kvmm_handle_count(void)
     return n;
 }
 
-static const struct kvmm_fork_hooks table_fork_hooks = {
-    .prepare = kvmm_handle_table_lock,
-    .parent = kvmm_handle_table_unlock,
-    .child = kvmm_handle_table_unlock,
-};
-
-__attribute__((constructor)) static void register_fork_hooks(void)
-{
-    kvmm_fork_register(&table_fork_hooks, KVMM_FORK_RANK_HANDLES);
-}
+KVMM_FORK_MUTEX(table.lock, KVMM_FORK_RANK_HANDLES);

@@ -285,17 +285,7 @@ KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
     return kvmm_retcode(get_usage(usage));
 }
 
-static void fork_prepare(void)
-{
-    pthread_mutex_lock(&pol.lock);
-}
-
-static void fork_release(void)
-{
-    pthread_mutex_unlock(&pol.lock);
-}
-
-static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_release, fork_release};
+KVMM_FORK_MUTEX(pol.lock, KVMM_FORK_RANK_POLICY);
 
 /*
  * KOSVMM_POLICY is read before main, so no call ever runs under a weaker policy than the one
@@ -304,7 +294,6 @@ static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_release, fo
  */
 __attribute__((constructor)) static void load_env_policy(void)
 {
-    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_POLICY);
     const char *path = secure_getenv("KOSVMM_POLICY");
     if (!path || !*path)
         return;

@@ -76,19 +76,4 @@ void kvmm_mdl_unhold(struct kvmm_mdl_held *h)
     }
 }
 
-static void fork_prepare(void)
-{
-    pthread_mutex_lock(&lock);
-}
-
-static void fork_release(void)
-{
-    pthread_mutex_unlock(&lock);
-}
-
-static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_release, fork_release};
-
-__attribute__((constructor)) static void register_fork_hooks(void)
-{
-    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_MDL_HOLD);
-}
+KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_MDL_HOLD);

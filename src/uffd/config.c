@@ -79,22 +79,7 @@ KVMM_PUBLIC Retcode kosvmm_get_lazy_config(kosvmm_lazy_config *out)
 
 /* The handler thread takes the lock at every fault: a fork at that moment must not leave the
  * child's copy taken, or the child's first lazy commit waits for it forever. */
-static void fork_prepare(void)
-{
-    pthread_mutex_lock(&lock);
-}
-
-static void fork_release(void)
-{
-    pthread_mutex_unlock(&lock);
-}
-
-static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_release, fork_release};
-
-__attribute__((constructor)) static void register_fork_hooks(void)
-{
-    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_LAZY_CONFIG);
-}
+KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_LAZY_CONFIG);
 
 KVMM_PUBLIC Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *in)
 {
