@@ -700,11 +700,8 @@ START_TEST(receiver_in_another_process_cannot_write)
     void *va;
     Handle h = new_buffer(size, 0x11, &va);
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&a, &b);
     if (child == 0) {
-        kosvmm_channel_close(a);
         Handle got;
         void *ro, *x;
         if (kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL) != rcOk)
@@ -721,7 +718,6 @@ START_TEST(receiver_in_another_process_cannot_write)
         kosvmm_channel_recv(b, RTL_NULL, &c, 1, RTL_NULL);
         _exit(((unsigned char *)ro)[1] == 0x22 ? 0 : 14);
     }
-    kosvmm_channel_close(b);
     ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
     char c;
     ck_assert_uint_eq(kosvmm_channel_recv(a, RTL_NULL, &c, 1, RTL_NULL), rcOk);
@@ -831,11 +827,8 @@ START_TEST(peer_killed_mid_transfer)
     Handle h = new_buffer(size, 1, &va);
     int base = tu_fd_count();
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&a, &b);
     if (child == 0) {
-        kosvmm_channel_close(a);
         for (int i = 0; i < 5; i++) {
             Handle got;
             char buf[8];
@@ -844,7 +837,6 @@ START_TEST(peer_killed_mid_transfer)
         }
         raise(SIGKILL); /* dies with handles open and messages still queued */
     }
-    kosvmm_channel_close(b);
     /* the sender keeps sending until the kernel says the peer is gone: no SIGPIPE, no crash */
     Retcode rc = rcOk;
     int sent = 0;

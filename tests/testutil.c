@@ -190,6 +190,35 @@ int tu_wait_child_for(pid_t pid, int timeout_ms)
     return -1;
 }
 
+pid_t tu_fork_peer(kosvmm_channel **parent_end, kosvmm_channel **child_end)
+{
+    kosvmm_channel *p, *c;
+    ck_assert_uint_eq(kosvmm_channel_pair(&p, &c), rcOk);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    kosvmm_channel_close(pid == 0 ? p : c);
+    *parent_end = p;
+    *child_end = c;
+    return pid;
+}
+
+void tu_maps_totals(long *lines, unsigned long *bytes)
+{
+    FILE *m = fopen("/proc/self/maps", "re");
+    ck_assert_ptr_nonnull(m);
+    char line[512];
+    *lines = 0;
+    *bytes = 0;
+    while (fgets(line, sizeof line, m)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || strstr(line, "[heap]") || strstr(line, "[stack]"))
+            continue;
+        ++*lines;
+        *bytes += hi - lo;
+    }
+    fclose(m);
+}
+
 double tu_now(void)
 {
     struct timespec t;

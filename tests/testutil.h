@@ -77,6 +77,15 @@ void tu_wait_child_ok(pid_t pid);
  * instead of hanging. */
 int tu_wait_child_for(pid_t pid, int timeout_ms);
 
+/* Fork-peer fixture: a channel pair and a forked child, each process keeping one end (the other
+ * end is closed in it). Returns the child's pid in the parent, which keeps *parent_end, and 0 in
+ * the child, which keeps *child_end. Asserts that the pair and the fork succeed. */
+pid_t tu_fork_peer(kosvmm_channel **parent_end, kosvmm_channel **child_end);
+
+/* Lines and bytes of this process's mappings in /proc/self/maps, [heap] and [stack] left out
+ * (the allocator and the stack move them on their own). */
+void tu_maps_totals(long *lines, unsigned long *bytes);
+
 /* CLOCK_MONOTONIC in seconds. */
 double tu_now(void);
 
