@@ -49,7 +49,6 @@ int kvmm_fork_register(const struct kvmm_fork_hooks *hooks, enum kvmm_fork_rank 
     entries[i].rank = rank;
     __atomic_store_n(&count, n + 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&registry_lock);
-    kvmm_fork_guard();
     return 0;
 }
 
@@ -58,8 +57,11 @@ static void install(void)
     pthread_atfork(prepare, parent, child);
 }
 
-/* Also called when the first region or handle is made: a static link keeps this object because
- * the modules refer to it, and their constructors register before main runs. */
+/* Installed at first use (the first region, handle, policy or lazy configuration call), not at
+ * load: a process that forks before it uses kosvmm (a test runner forking each test, a daemon
+ * forking before main work) then runs no kosvmm hook, and ThreadSanitizer, which cannot see the
+ * child's re-initialised map lock, has nothing to report there. Until that first use no kosvmm
+ * lock can be held, so there is nothing to guard. */
 void kvmm_fork_guard(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;

@@ -44,8 +44,8 @@ enum kvmm_fork_rank {
 /* At most this many modules register. */
 #define KVMM_FORK_MAX_HOOKS 16
 
-/* Adds hooks (static storage) at rank and installs the pthread_atfork handlers if not yet done.
- * Call it from the module's constructor, before the process can fork with the lock held. 0, or
+/* Adds hooks (static storage) at rank. Call it from the module's constructor, so that the hooks
+ * are in place before the first use of kosvmm installs the handlers (kvmm_fork_guard). 0, or
  * -ENOSPC past KVMM_FORK_MAX_HOOKS. */
 int kvmm_fork_register(const struct kvmm_fork_hooks *hooks, enum kvmm_fork_rank rank);
 
@@ -63,7 +63,9 @@ int kvmm_fork_register(const struct kvmm_fork_hooks *hooks, enum kvmm_fork_rank 
     }                                                                                            \
     extern int kvmm_fork_mutex_semicolon_
 
-/* Installs the pthread_atfork handlers once; cheap after the first call. */
+/* Installs the pthread_atfork handlers once; cheap after the first call. Every path that can take
+ * a registered lock for the first time calls it first (region and handle creation, policy and
+ * lazy-configuration calls). */
 void kvmm_fork_guard(void);
 
 #endif

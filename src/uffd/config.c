@@ -62,6 +62,7 @@ static void read_environment(void)
 
 void kvmm_lazy_config(kosvmm_lazy_config *out)
 {
+    kvmm_fork_guard(); /* the lock may be taken before any region exists (statistics, get) */
     pthread_mutex_lock(&lock);
     if (!environment_read)
         read_environment();
@@ -83,6 +84,7 @@ KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_LAZY_CONFIG);
 
 KVMM_PUBLIC Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *in)
 {
+    kvmm_fork_guard();
     if (!in || !valid(in))
         return kvmm_retcode(-EINVAL);
     pthread_mutex_lock(&lock);
