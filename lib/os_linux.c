@@ -52,7 +52,7 @@ int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out)
 
 int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *out)
 {
-    uintptr_t raw;
+    uintptr_t raw = 0; /* set on success; gcc -O3 cannot see it through the call */
     size_t total;
     /* No address space holds len + align bytes when that sum wraps: without this check a wrapped,
      * small total would be mapped and a region ending below its base recorded. */
