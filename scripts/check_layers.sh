@@ -11,8 +11,9 @@
 #   2. One engine does not include another's headers (src/uffd <-> src/mdl_memfd).
 #   3. Inside src/mdl_memfd the channel transport (channel*.c|h) sees only mdl.h of the MDL code.
 #   4. Only lib/os_linux.c calls mmap, munmap, mprotect or madvise: the rest goes through lib/os.h.
-# Symbol rule (on the static archive, when given): the object files of src/mdl_memfd reference
-# each other without a circle (a file that needs another's functions is not needed by it).
+# Symbol rules (on the static archive, when given): the object files of src/mdl_memfd reference
+# each other without a circle (a file that needs another's functions is not needed by it), and the
+# channel's objects need no kvmm_mdl_* function that mdl.h does not declare.
 set -eu
 
 if [ "${1:-}" = "--self-test" ]; then
@@ -119,6 +120,16 @@ if archive:
             needs.setdefault(obj, set()).add(sym)
         elif kind.isupper():
             defs[sym] = obj
+    # The channel transport's objects need of the MDL code only what mdl.h declares.
+    mdl_h = os.path.join(root, 'src', 'mdl_memfd', 'mdl.h')
+    if os.path.isfile(mdl_h):
+        with open(mdl_h) as f:
+            declared = set(re.findall(r'\b(kvmm_mdl_\w+)\s*\(', f.read()))
+        for o, syms in sorted(needs.items()):
+            if 'channel' in o:
+                for sym in sorted(syms):
+                    if sym.startswith('kvmm_mdl_') and sym not in declared:
+                        errors.append(f'{o}: needs {sym}, which mdl.h does not declare: the channel uses only mdl.h')
     graph = {o: {defs[s] for s in syms if s in defs and defs[s] != o} for o, syms in needs.items()}
     state = {}
     def visit(o, stack):
