@@ -152,6 +152,16 @@ run_tsan() {
         run_meson_suite "meson test (build-tsan/)" build-tsan --suite unit --no-suite no-tsan
 }
 
+# The SDK-path headers must sit under <includedir>/kosvmm/sdk/: nothing but kosvmm/ may appear in the
+# include directory itself (rtl/, vmm/, handle/ are generic names another package may own).
+headers_contained() {  # headers_contained INCLUDEDIR
+    local stray
+    [ -f "$1/kosvmm/kosvmm.h" ] && [ -f "$1/kosvmm/sdk/coresrv/vmm/vmm_api.h" ] \
+        || { echo "headers missing under $1/kosvmm/"; return 1; }
+    stray=$(find "$1" -mindepth 1 -maxdepth 1 ! -name kosvmm)
+    [ -z "$stray" ] || { echo "installed beside $1/kosvmm/:"; echo "$stray"; return 1; }
+}
+
 # Installs into a staging dir and builds an outside project against the staged kosvmm.pc, as a user would.
 pkgconfig_consumer() {
     local stage=$ROOT/build/pc-stage cbuild=$ROOT/build/pc-consumer pcfile pcdir libdir
@@ -160,6 +170,7 @@ pkgconfig_consumer() {
     pcfile=$(find "$stage" -name kosvmm.pc -print -quit)
     [ -n "$pcfile" ] || { echo "no kosvmm.pc installed"; return 1; }
     pcdir=$(dirname "$pcfile") libdir=$(dirname "$pcdir")
+    headers_contained "$stage$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=includedir kosvmm)" || return 1
     # The sysroot makes pkg-config prefix every -I/-L with the staging dir, so the .pc is used unmodified.
     PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage pkg-config --cflags --libs kosvmm || return 1
     PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage meson setup "$cbuild" examples/pkgconfig_consumer \
