@@ -177,6 +177,16 @@ pkgconfig_consumer() {
         && ninja -C "$cbuild" && LD_LIBRARY_PATH=$libdir "$cbuild/consumer"
 }
 
+# The library alone, without Check anywhere in sight (scripts/build_library_only.sh hides it), then
+# its exported ABI against the committed baseline (docs/ABI.md): added functions pass, breaks fail.
+library_only() {
+    scripts/build_library_only.sh build-lib
+}
+abi_check() {
+    (PACKAGES=(abigail-tools); ensure_packages) || return 1
+    scripts/check_abi.sh build-lib
+}
+
 demo() {
     ensure_packages
     log "configure and build (build/, debugoptimized: -O2 -g)"
@@ -236,6 +246,8 @@ test_all() {
     run_step "fuzz (build-fuzz/, 60 s)" fuzz_smoke
     run_step "demo smoke" build/examples/vmm_tour
     run_step "pkg-config consumer" pkgconfig_consumer
+    run_step "library-only build (build-lib/)" library_only
+    run_step "ABI (abidiff, abi/libkosvmm.abi)" abi_check
 
     log "summary ($((SECONDS - start)) s)"
     printf '%s\n' "${summary[@]}"
