@@ -276,6 +276,7 @@ test_all() {
     local start=$SECONDS
     ensure_packages
 
+    run_step "SPDX lines" scripts/check_spdx.sh
     run_step "build (build/)" build build
     run_meson_suite "meson test (build/)" build
 
