@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/add_spdx.sh — add "SPDX-License-Identifier: MIT" as the first comment line of every source file that lacks it.
 #
 # Idempotent: a file with an SPDX-License-Identifier in its first lines is left alone, so it can be

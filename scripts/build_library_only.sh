@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/build_library_only.sh — build libkosvmm alone (no tests, benchmarks or examples) as a release build, with Check hidden.
 #
 # Proves that a library-only build needs nothing but liburing and threads: meson sees a pkg-config

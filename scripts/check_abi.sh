@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/check_abi.sh — compare a built libkosvmm.so.0 with the committed baseline abi/libkosvmm.abi; fail on a break.
 #
 # abidiff's exit status is a bit field (libabigail's abidiff(1)): 1 error, 2 usage error, 4 the ABI

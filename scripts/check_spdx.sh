@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/check_spdx.sh — fail if a source file lacks "SPDX-License-Identifier: MIT" where spdx_common.sh puts it.
 # scripts/add_spdx.sh adds what is missing.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/quickstart.sh — install what is missing, build and run kosvmm: `quickstart.sh demo` or `quickstart.sh test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

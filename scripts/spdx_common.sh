@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # scripts/spdx_common.sh — shared by add_spdx.sh and check_spdx.sh: which files need an SPDX line, and which line where.
 # Sourced, not run. The line is "SPDX-License-Identifier: MIT" in the file's own comment syntax, on
 # line 1, or on line 2 after a shebang, or after the first line of an scdoc page (scdoc requires

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/update_abi_baseline.sh — regenerate abi/libkosvmm.abi, the ABI that scripts/check_abi.sh compares against.
 #
 # Run it when the ABI changes on purpose (docs/ABI.md says when): after an export is added to

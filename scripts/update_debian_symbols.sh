@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/update_debian_symbols.sh — regenerate debian/libkosvmm0.symbols from a fresh library-only build.
 #
 # Run it after adding an export to lib/kosvmm.map (docs/ABI.md). Symbols already listed keep the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c — the smallest program against an installed kosvmm: uses only the SDK header paths, exits 0 on success. */
 /* The SDK headers are installed under <includedir>/kosvmm/sdk/; kosvmm.pc's Cflags make the includes below work unchanged. */
 #include <coresrv/vmm/vmm_api.h>
