@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/fork.c — keeps kosvmm usable in a forked child: runs the registered fork hooks in lock order. */
 #include "fork.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/fork.h — keeps kosvmm usable in a forked child: a registry of fork hooks, and kosvmm's lock order. */
 #ifndef KVMM_FORK_H
 #define KVMM_FORK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/uffd.h — the userfaultfd lazy-commit engine: its kvmm_lazy_engine (lib/lazy.h) and configuration. */
 #ifndef KVMM_UFFD_H
 #define KVMM_UFFD_H
