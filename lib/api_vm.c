@@ -266,11 +266,11 @@ static void describe_region(const struct kvmm_region *r, VmQueryInfo *info)
     info->attributes = r->flags & VMM_FLAG_GROW_DOWN ? VMM_PAGE_ATTR_GROW_DOWN : 0;
 }
 
-KVMM_PUBLIC Retcode KnVmQuery(const void *va, VmQueryInfo *info)
+static int query(const void *va, VmQueryInfo *info)
 {
     int rc = kvmm_policy_enter(KVMM_M_QUERY);
     if (rc || !info)
-        return kvmm_retcode(rc ? rc : -EINVAL);
+        return rc ? rc : -EINVAL;
     uintptr_t page = (uintptr_t)va & ~(uintptr_t)(kvmm_os_page_size() - 1);
     VmQueryInfo out;
     memset(&out, 0, sizeof out);
@@ -299,5 +299,10 @@ KVMM_PUBLIC Retcode KnVmQuery(const void *va, VmQueryInfo *info)
     }
     kvmm_map_unlock();
     *info = out;
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode KnVmQuery(const void *va, VmQueryInfo *info)
+{
+    return kvmm_retcode(query(va, info));
 }

@@ -198,7 +198,7 @@ static long validate(const struct kvmm_avl_node *n, const struct kvmm_avl_node *
     }
     if (n->parent != parent || n->key < lo || n->key > hi)
         return -1;
-    int hl, hr;
+    int hl = 0, hr = 0; /* set by validate() whenever it returns >= 0; gcc -O3 cannot see it */
     long cl = validate(n->left, n, lo, n->key ? n->key - 1 : 0, &hl);
     long cr = validate(n->right, n, n->key + 1, hi, &hr);
     if (cl < 0 || cr < 0 || (n->left && n->key == 0))

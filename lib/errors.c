@@ -21,6 +21,8 @@ Retcode kvmm_retcode(int neg_errno)
     case -EPERM:       return rcSecurityDisallow;
     case -EKEYREVOKED: return rcHandleRevoked;
     case -EDQUOT:      return rcQuotaExceeded;
+    case -EMFILE:      return rcQuotaExceeded; /* RLIMIT_NOFILE, or the handle table full: limits */
+    case -ENFILE:      return rcQuotaExceeded;
     case -ENOSYS:      return rcUnimplemented;
     case -EBUSY:       return rcBusy;
     default:           return rcFail;

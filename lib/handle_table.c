@@ -164,3 +164,5 @@ uint32_t kvmm_handle_count(void)
     pthread_mutex_unlock(&table.lock);
     return n;
 }
+
+KVMM_FORK_MUTEX(table.lock, KVMM_FORK_RANK_HANDLES);

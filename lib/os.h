@@ -8,9 +8,14 @@
 #include <stdint.h>
 
 /*
+ * Every mmap, munmap, mprotect and madvise of kosvmm goes through this layer (lib/ and the engines
+ * in src/ alike; scripts/check_layers.sh checks it), so what each kernel call may do to the
+ * address space is written down once, here.
+ *
  * Contract, for every kvmm_os_* call below: addresses and lengths are page aligned and non-zero;
  * the call returns 0 on success or a negative errno; on failure the kernel state is unchanged
- * unless the comment says otherwise. None takes a lock or allocates heap memory.
+ * unless the comment says otherwise. None takes a lock or allocates heap memory, so every one
+ * may run in a fork child and under any kosvmm lock.
  */
 
 size_t kvmm_os_page_size(void);
@@ -25,6 +30,21 @@ int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out);
 /* Like kvmm_os_reserve without a fixed address, but *out + offset is a multiple of align (a
  * power of two > page size): over-reserves by align and returns the excess. */
 int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *out);
+
+/* Maps len bytes of fd from offset, shared (MAP_SHARED), with POSIX PROT_* bits prot. fixed != 0:
+ * exactly at fixed, never replacing an existing mapping (-EEXIST, as kvmm_os_reserve). The
+ * kernel's refusals: -EACCES when fd's access mode does not allow prot (a read-only description
+ * and PROT_WRITE), -EPERM when the file forbids exec, -ENOMEM out of address space or map count. */
+int kvmm_os_map_file(int fd, uint64_t offset, size_t len, int prot, uintptr_t fixed, uintptr_t *out);
+
+/* Maps len bytes of fd from offset over [addr, addr + len), shared, replacing whatever was there
+ * in one step (MAP_FIXED; the old pages' mlock goes with them). On failure the old pages may be
+ * gone too (the kernel unmaps before it maps): callers read the range back if they must know. */
+int kvmm_os_map_file_over(uintptr_t addr, size_t len, int prot, int fd, uint64_t offset);
+
+/* A private, anonymous, read-only mapping of len bytes that is never written: every page is the
+ * kernel's shared zero page, so it costs address space and no memory (a copy source of zeros). */
+int kvmm_os_map_zeros(size_t len, uintptr_t *out);
 
 /* Size of a transparent huge page (PMD) on this machine. */
 #define KVMM_HUGE_PAGE (2u * 1024 * 1024)

@@ -53,7 +53,7 @@ int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out)
 
 int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *out)
 {
-    uintptr_t raw;
+    uintptr_t raw = 0; /* set on success; gcc -O3 cannot see it through the call */
     size_t total;
     /* No address space holds len + align bytes when that sum wraps: without this check a wrapped,
      * small total would be mapped and a region ending below its base recorded. */
@@ -68,6 +68,34 @@ int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *
     if (raw + len + align > start + len)
         munmap((void *)(start + len), raw + len + align - (start + len));
     *out = start;
+    return 0;
+}
+
+int kvmm_os_map_file(int fd, uint64_t offset, size_t len, int prot, uintptr_t fixed, uintptr_t *out)
+{
+    void *p = mmap((void *)fixed, len, prot, MAP_SHARED | (fixed ? MAP_FIXED_NOREPLACE : 0), fd, (off_t)offset);
+    if (p == MAP_FAILED)
+        return -errno;
+    if (fixed && (uintptr_t)p != fixed) {
+        munmap(p, len); /* pre-4.17 kernels: a hint, as in kvmm_os_reserve */
+        return -EEXIST;
+    }
+    *out = (uintptr_t)p;
+    return 0;
+}
+
+int kvmm_os_map_file_over(uintptr_t addr, size_t len, int prot, int fd, uint64_t offset)
+{
+    void *p = mmap((void *)addr, len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)offset);
+    return p == MAP_FAILED ? -errno : 0;
+}
+
+int kvmm_os_map_zeros(size_t len, uintptr_t *out)
+{
+    void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    *out = (uintptr_t)p;
     return 0;
 }
 

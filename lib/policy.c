@@ -185,6 +185,11 @@ static int apply(const kosvmm_policy *p, int owned_fd)
     STORE(pol.w_xor_x, p->w_xor_x);
     STORE(pol.locked, p->locked);
     int old = pol.owned_fd;
+    /* A policy that still names the audit file a policy file opened (kosvmm_get_policy, change a
+     * limit, kosvmm_set_policy) keeps it: closing it would leave audit_fd naming whatever file
+     * reuses the number. */
+    if (owned_fd < 0 && old >= 0 && p->audit_fd == old)
+        owned_fd = old;
     pol.owned_fd = owned_fd;
     STORE(pol.audit_fd, p->audit_fd);
     pthread_mutex_unlock(&pol.lock);
@@ -193,8 +198,10 @@ static int apply(const kosvmm_policy *p, int owned_fd)
     return 0;
 }
 
-static void get_policy(kosvmm_policy *p)
+static int get_policy(kosvmm_policy *p)
 {
+    if (!p)
+        return -EINVAL;
     pthread_mutex_lock(&pol.lock);
     kosvmm_policy out = {
         .max_reserved_bytes = pol.limit[KVMM_Q_RESERVED],
@@ -209,21 +216,22 @@ static void get_policy(kosvmm_policy *p)
     };
     pthread_mutex_unlock(&pol.lock);
     *p = out;
+    return 0;
 }
 
 KVMM_PUBLIC Retcode kosvmm_get_policy(kosvmm_policy *policy)
 {
-    if (!policy)
-        return kvmm_retcode(-EINVAL);
-    get_policy(policy);
-    return rcOk;
+    return kvmm_retcode(get_policy(policy));
+}
+
+static int set_policy(const kosvmm_policy *p)
+{
+    return !p || !policy_valid(p) ? -EINVAL : apply(p, -1);
 }
 
 KVMM_PUBLIC Retcode kosvmm_set_policy(const kosvmm_policy *policy)
 {
-    if (!policy || !policy_valid(policy))
-        return kvmm_retcode(-EINVAL);
-    return kvmm_retcode(apply(policy, -1));
+    return kvmm_retcode(set_policy(policy));
 }
 
 static void set_error(char *error, size_t size, const char *msg)
@@ -235,6 +243,10 @@ static void set_error(char *error, size_t size, const char *msg)
 /* Parses path and opens its audit file: the whole policy or nothing. */
 static int load(const char *path, char *error, size_t error_size)
 {
+    if (!path) {
+        set_error(error, error_size, "no path");
+        return -EINVAL;
+    }
     char err[320] = "";
     kosvmm_policy p = {KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
                        KOSVMM_UNLIMITED, 0, 0, -1, 0};
@@ -249,17 +261,13 @@ static int load(const char *path, char *error, size_t error_size)
 
 KVMM_PUBLIC Retcode kosvmm_load_policy(const char *path, char *error, rtl_size_t error_size)
 {
-    if (!path) {
-        set_error(error, error_size, "no path");
-        return kvmm_retcode(-EINVAL);
-    }
     return kvmm_retcode(load(path, error, error_size));
 }
 
-KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
+static int get_usage(kosvmm_usage *usage)
 {
     if (!usage)
-        return kvmm_retcode(-EINVAL);
+        return -EINVAL;
     kosvmm_usage u = {
         .reserved_bytes = LOAD(pol.used[KVMM_Q_RESERVED]),
         .committed_bytes = LOAD(pol.used[KVMM_Q_COMMITTED]),
@@ -270,18 +278,15 @@ KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
         .denials = LOAD(pol.denials),
     };
     *usage = u;
-    return rcOk;
+    return 0;
 }
 
-void kvmm_policy_fork_prepare(void)
+KVMM_PUBLIC Retcode kosvmm_get_usage(kosvmm_usage *usage)
 {
-    pthread_mutex_lock(&pol.lock);
+    return kvmm_retcode(get_usage(usage));
 }
 
-void kvmm_policy_fork_release(void)
-{
-    pthread_mutex_unlock(&pol.lock);
-}
+KVMM_FORK_MUTEX(pol.lock, KVMM_FORK_RANK_POLICY);
 
 /*
  * KOSVMM_POLICY is read before main, so no call ever runs under a weaker policy than the one

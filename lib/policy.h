@@ -67,8 +67,4 @@ struct kosvmm_policy;
 int kvmm_policy_parse_file(const char *path, struct kosvmm_policy *p, int *audit_file, char *err,
                            size_t err_size);
 
-/* For fork(): the policy lock (held while an audit line is written), taken last. */
-void kvmm_policy_fork_prepare(void);
-void kvmm_policy_fork_release(void);
-
 #endif

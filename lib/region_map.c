@@ -52,6 +52,17 @@ void kvmm_map_reset_lock(void)
     map.lock = (pthread_rwlock_t)PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 }
 
+static const struct kvmm_fork_hooks map_fork_hooks = {
+    .prepare = kvmm_map_wrlock,
+    .parent = kvmm_map_unlock,
+    .child = kvmm_map_reset_lock,
+};
+
+__attribute__((constructor)) static void register_fork_hooks(void)
+{
+    kvmm_fork_register(&map_fork_hooks, KVMM_FORK_RANK_MAP);
+}
+
 static struct kvmm_region *region_of(struct kvmm_avl_node *n)
 {
     return n ? kvmm_container_of(n, struct kvmm_region, node) : NULL;

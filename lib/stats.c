@@ -6,17 +6,17 @@
 #include <kosvmm/kosvmm.h>
 
 #include "errors.h"
-#include "uffd/uffd.h"
+#include "lazy.h"
 #include "visibility.h"
 
 struct kvmm_counters kvmm_counters;
 
 #define LOAD(field) __atomic_load_n(&kvmm_counters.field, __ATOMIC_RELAXED)
 
-KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
+static int get_stats(kosvmm_stats *stats)
 {
     if (!stats)
-        return kvmm_retcode(-EINVAL);
+        return -EINVAL;
     stats->regions = LOAD(regions);
     stats->reserved_bytes = LOAD(reserved);
     stats->committed_bytes = LOAD(committed);
@@ -26,7 +26,7 @@ KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
     stats->pin_refusals = LOAD(pin_refusals);
     stats->kernel_refusals = LOAD(kernel_refusals);
     stats->guard_mechanism = LOAD(guard_mechanism);
-    stats->lazy_engine = kvmm_uffd_engine();
+    stats->lazy_engine = kvmm_lazy_engine.kind();
     stats->lazy_window = LOAD(lazy_window);
     stats->uffd_faults = LOAD(uffd_faults);
     stats->uffd_pages_filled = LOAD(uffd_pages_filled);
@@ -34,5 +34,10 @@ KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
     stats->uffd_fill_ns = LOAD(uffd_fill_ns);
     stats->thp_bytes = LOAD(thp_bytes);
     stats->uffd_overcommits = LOAD(uffd_overcommits);
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_get_stats(kosvmm_stats *stats)
+{
+    return kvmm_retcode(get_stats(stats));
 }

@@ -7,9 +7,9 @@
 #include <sys/mman.h>
 #include <vmm/flags.h>
 
+#include "lazy.h"
 #include "os.h"
 #include "stats.h"
-#include "uffd/uffd.h"
 
 static struct kvmm_attrs next_attrs(const struct kvmm_region *r, struct kvmm_attrs a,
                                     enum kvmm_op op, int prot)
@@ -155,8 +155,8 @@ static int apply_piece(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, struct
     int kp_old = kvmm_kernel_prot(old), kp_new = kvmm_kernel_prot(new_attrs);
     /* Registered before the pages become accessible; adopting never fails the transition, it
      * only decides whether the engine or the kernel serves the first touches. */
-    if (new_attrs.state == KVMM_LAZY && !kvmm_uffd_active(r))
-        kvmm_uffd_adopt(r);
+    if (new_attrs.state == KVMM_LAZY && !kvmm_lazy_engine.active(r))
+        kvmm_lazy_engine.adopt(r);
     if (new_attrs.state == KVMM_FULL && old.state != KVMM_FULL) {
         if ((rc = populate(r, lo, hi, old, &new_attrs)))
             return rc;
@@ -179,6 +179,27 @@ static bool has_mdl_pages(const struct kvmm_region *r, uintptr_t lo, uintptr_t h
         if (kvmm_container_of(n, struct kvmm_span, node)->a.state == KVMM_MDL)
             return true;
     return false;
+}
+
+/* MAP_FIXED replaces the old pages atomically and drops their mlock, so a pinned span needs no
+ * unpin first. */
+int kvmm_transition_to_mdl(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int fd)
+{
+    for (uintptr_t cur = lo; cur < hi;) {
+        int rc = kvmm_region_prepare(r);
+        if (rc)
+            return rc;
+        const struct kvmm_span *s = kvmm_region_span_at(r, cur);
+        uintptr_t end = s->end < hi ? s->end : hi;
+        struct kvmm_attrs a = {KVMM_MDL, s->a.prot, 0};
+        if (kvmm_os_map_file_over(cur, end - cur, kvmm_kernel_prot(a), fd, cur - lo) != 0) {
+            kvmm_count(kernel_refusals, 1);
+            return -ENOMEM;
+        }
+        kvmm_region_set(r, cur, end, a);
+        cur = end;
+    }
+    return 0;
 }
 
 int kvmm_transition(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, enum kvmm_op op, int prot)

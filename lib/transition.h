@@ -23,4 +23,13 @@ enum kvmm_op {
  */
 int kvmm_transition(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, enum kvmm_op op, int prot);
 
+/*
+ * KnPmmMdlCreateFromVm's step: the committed pages [lo, hi) of r become MDL-backed in place, a
+ * shared mapping of fd (from offset 0 at lo) replacing them span by span, each with the
+ * protection it had. Each piece is recorded as soon as the kernel has replaced it, so a refusal
+ * part-way (-ENOMEM) leaves the pieces done MDL-backed, recorded so, and the rest as it was. r's
+ * lock is held; the caller has checked that every page is committed and copied the contents.
+ */
+int kvmm_transition_to_mdl(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int fd);
+
 #endif

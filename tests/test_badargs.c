@@ -99,25 +99,6 @@ static uint64_t checksum(const void *page)
     return h;
 }
 
-static void maps_totals(long *lines, unsigned long *bytes)
-{
-    FILE *m = fopen("/proc/self/maps", "re");
-    ck_assert_ptr_nonnull(m);
-    char line[512];
-    *lines = 0;
-    *bytes = 0;
-    while (fgets(line, sizeof line, m)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2)
-            continue;
-        if (strstr(line, "[heap]") || strstr(line, "[stack]"))
-            continue;
-        ++*lines;
-        *bytes += hi - lo;
-    }
-    fclose(m);
-}
-
 static void take(snap *sn)
 {
     memset(sn, 0, sizeof *sn);
@@ -128,7 +109,7 @@ static void take(snap *sn)
             sn->sum[i] = checksum(spg(i));
     }
     ck_assert_uint_eq(kosvmm_get_stats(&sn->st), rcOk);
-    maps_totals(&sn->maps_lines, &sn->maps_bytes);
+    tu_maps_totals(&sn->maps_lines, &sn->maps_bytes);
 }
 
 static void same(const snap *x, const char *row)

@@ -701,11 +701,8 @@ START_TEST(receiver_in_another_process_cannot_write)
     void *va;
     Handle h = new_buffer(size, 0x11, &va);
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&a, &b);
     if (child == 0) {
-        kosvmm_channel_close(a);
         Handle got;
         void *ro, *x;
         if (kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL) != rcOk)
@@ -722,7 +719,6 @@ START_TEST(receiver_in_another_process_cannot_write)
         kosvmm_channel_recv(b, RTL_NULL, &c, 1, RTL_NULL);
         _exit(((unsigned char *)ro)[1] == 0x22 ? 0 : 14);
     }
-    kosvmm_channel_close(b);
     ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
     char c;
     ck_assert_uint_eq(kosvmm_channel_recv(a, RTL_NULL, &c, 1, RTL_NULL), rcOk);
@@ -832,11 +828,8 @@ START_TEST(peer_killed_mid_transfer)
     Handle h = new_buffer(size, 1, &va);
     int base = tu_fd_count();
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&a, &b);
     if (child == 0) {
-        kosvmm_channel_close(a);
         for (int i = 0; i < 5; i++) {
             Handle got;
             char buf[8];
@@ -845,7 +838,6 @@ START_TEST(peer_killed_mid_transfer)
         }
         raise(SIGKILL); /* dies with handles open and messages still queued */
     }
-    kosvmm_channel_close(b);
     /* the sender keeps sending until the kernel says the peer is gone: no SIGPIPE, no crash */
     Retcode rc = rcOk;
     int sent = 0;
@@ -938,6 +930,37 @@ START_TEST(server_receives_handles)
 }
 END_TEST
 
+/* The server's ring stops working (io_uring_enter refused from now on, as a seccomp filter installed
+ * later or a dying ring answers) while more requests are pending than its submission queue holds:
+ * closing the server must neither spin on the failing submit nor leak a descriptor. */
+START_TEST(server_close_when_submit_fails)
+{
+    const char *name = unique_name("submitfail");
+    kosvmm_channel_server *srv;
+    int base = tu_fd_count();
+    ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
+    if (tu_server_wait_unimplemented(srv)) { /* io_uring blocked: the documented answer is all there is */
+        ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
+        return;
+    }
+    enum { N = 80 }; /* more armed receives than the ring's 64 submission entries */
+    static kosvmm_channel *c[N];
+    static kosvmm_channel_event ev;
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(kosvmm_channel_connect(name, &c[i]), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 5000, &ev), rcOk);
+        ck_assert_uint_eq(ev.type, KOSVMM_CHANNEL_EVENT_CONNECTED);
+    }
+    ck_assert_int_eq(tu_block_io_uring(EPERM), 0);
+    /* The ring cannot take requests any more: a clear error, not a spin. */
+    ck_assert_uint_ne(kosvmm_channel_server_wait(srv, 100, &ev), rcOk);
+    ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
+    for (int i = 0; i < N; i++)
+        ck_assert_uint_eq(kosvmm_channel_close(c[i]), rcOk);
+    ck_assert_int_eq(tu_fd_count(), base);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("channel");
@@ -979,6 +1002,11 @@ static Suite *suite(void)
     tcase_add_test(tc, server_rejects_forged_on_ring);
     tcase_add_test(tc, server_disconnect_and_close_with_unread_fds);
     tcase_add_test(tc, server_receives_handles);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("server_failing_ring");
+    tcase_set_timeout(tc, 20); /* a spinning close ends here */
+    tcase_add_test(tc, server_close_when_submit_fails);
     suite_add_tcase(s, tc);
 
     return s;

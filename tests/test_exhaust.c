@@ -596,11 +596,8 @@ END_TEST
 START_TEST(rlimit_as_receiver)
 {
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&a, &b);
     if (child == 0) {
-        kosvmm_channel_close(a);
         int base = tu_fd_count();
         struct rlimit old, lim;
         TU_CHILD_CHECK(getrlimit(RLIMIT_AS, &old) == 0);
@@ -625,7 +622,6 @@ START_TEST(rlimit_as_receiver)
         TU_CHILD_CHECK(tu_fd_count() == base && kvmm_mdl_rpage_count() == 0);
         _exit(0);
     }
-    kosvmm_channel_close(b);
     Handle h;
     ck_assert_uint_eq(KnPmmMdlCreate(P(), RW, &h), rcOk);
     void *m;
@@ -786,11 +782,8 @@ START_TEST(mdl_at_max_map_count)
 
     /* A peer in another process, forked while there is room, with a handle of its own to send. */
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&b, &a);
     if (child == 0) {
-        kosvmm_channel_close(b);
         Handle h;
         void *m;
         TU_CHILD_CHECK(KnPmmMdlCreate(P(), RW, &h) == rcOk && KnPmmMdlMap(h, 0, P(), RTL_NULL, RW, &m) == rcOk);
@@ -803,7 +796,6 @@ START_TEST(mdl_at_max_map_count)
         TU_CHILD_CHECK(kosvmm_channel_recv(a, RTL_NULL, &go, 1, RTL_NULL) == rcOk);
         _exit(0);
     }
-    kosvmm_channel_close(a);
 
     /* Made while there is room: the lazy engine (the commits below are lazy: r has no LOCKED), a
      * buffer with its revocation page, and a region of two protections. */

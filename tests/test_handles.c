@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/test_handles.c — the handle table: generation checks, forged/closed/revoked values, object lifetime. */
 #include <coresrv/handle/handle_api.h>
+#include <coresrv/vmm/vmm_api.h>
 #include <errno.h>
 #include <stdlib.h>
 
+#include "errors.h"
 #include "handle_table.h"
 #include "testutil.h"
 
@@ -118,6 +120,26 @@ START_TEST(many_handles_grow_and_recycle)
 }
 END_TEST
 
+/* A full table is a limit like max_handles (rcQuotaExceeded), whichever call meets it: the handle
+ * table says -EMFILE, and the one errno -> Retcode table maps it, no caller has to remember to. */
+START_TEST(full_table_is_a_quota)
+{
+    ck_assert_uint_eq(kvmm_retcode(-EMFILE), rcQuotaExceeded);
+    ck_assert_uint_eq(kvmm_retcode(-ENFILE), rcQuotaExceeded);
+    struct object obj = {0};
+    Handle h;
+    uint32_t opened = 0;
+    int rc;
+    while ((rc = kvmm_handle_open(&ops, &obj, 1, &h)) == 0)
+        opened++;
+    ck_assert_int_eq(rc, -EMFILE);
+    ck_assert_uint_eq(opened, KVMM_HANDLE_MAX_SLOTS);
+    Handle mdl = INVALID_HANDLE;
+    ck_assert_uint_eq(KnPmmMdlCreate(4096, VMM_FLAG_READ | VMM_FLAG_WRITE, &mdl), rcQuotaExceeded);
+    ck_assert_uint_eq(mdl, INVALID_HANDLE);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("handles");
@@ -128,6 +150,7 @@ static Suite *suite(void)
     tcase_add_test(tc, forged_values_are_refused);
     tcase_add_test(tc, revoked_handle_fails_until_closed);
     tcase_add_test(tc, many_handles_grow_and_recycle);
+    tcase_add_test(tc, full_table_is_a_quota);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,6 +7,7 @@
 #include <linux/userfaultfd.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +407,69 @@ START_TEST(fork_child_sees_zero_or_parent_data_and_keeps_working)
 }
 END_TEST
 
+/* Faults one page at a time through a region, resetting it after each pass, until told to stop:
+ * every fault is a round trip through the handler thread. */
+static void *fault_storm(void *arg)
+{
+    struct racer *r = arg;
+    while (!atomic_load(&r->stop)) {
+        for (size_t i = 0; i < r->pages && !atomic_load(&r->stop); i++)
+            __atomic_store_n((unsigned *)pg(r->base, i), 1u, __ATOMIC_RELAXED);
+        KnVmReset(r->base, r->pages * tu_page());
+    }
+    return NULL;
+}
+
+/* Reads the lazy configuration in a loop, as the handler thread does at every fault. */
+static void *read_config(void *arg)
+{
+    struct racer *r = arg;
+    kosvmm_lazy_config c;
+    while (!atomic_load(&r->stop))
+        kosvmm_get_lazy_config(&c);
+    return NULL;
+}
+
+/* The handler thread reads the lazy configuration (under its lock) at every fault, and so may any
+ * thread of the application; a fork at that moment must not leave the child with the lock taken,
+ * or the child's first lazy commit waits for it forever. Many forks during a storm of single-page
+ * faults and configuration reads: each child commits lazily, touches the memory and exits; one
+ * that hangs fails the test (a timeout, not a hang). */
+START_TEST(fork_during_fault_storm_child_commits_lazily)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 1, 0); /* one fault per page: as many handler passes as can be */
+    const size_t n = 4096;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    struct racer r = {a, n, 0};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, i < 2 ? fault_storm : read_config, &r), 0);
+    int hung = 0, failed = 0, forks = 0;
+    for (double t0 = tu_now(); forks < 400 && tu_now() - t0 < 15 && !hung; forks++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            char *b = KnVmAllocate(RTL_NULL, 16 * tu_page(), LAZY);
+            TU_CHILD_CHECK(b != NULL);
+            for (size_t i = 0; i < 16; i++)
+                pg(b, i)[0] = 1;
+            TU_CHILD_CHECK(KnVmUnmap(b, 16 * tu_page()) == rcOk);
+            _exit(0);
+        }
+        int status = tu_wait_child_for(pid, 5000);
+        hung += status == -1;
+        failed += status != -1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    atomic_store(&r.stop, 1);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    ck_assert_msg(!hung, "a child forked during faults hung at its first lazy commit (fork %d)", forks);
+    ck_assert_int_eq(failed, 0);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
 static char *exit_region;
 
 static void touch_at_exit(void)
@@ -511,6 +575,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, fork_child_sees_zero_or_parent_data_and_keeps_working);
     tcase_add_test(tc, exit_with_faults_in_flight_is_clean);
+    tcase_add_test(tc, fork_during_fault_storm_child_commits_lazily);
     tcase_add_test(tc, blocked_userfaultfd_falls_back_to_the_kernel_engine);
     suite_add_tcase(s, tc);
     return s;

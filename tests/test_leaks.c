@@ -50,13 +50,6 @@ static char *pg(void *base, size_t i)
     return (char *)base + i * tu_page();
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 typedef struct usage {
     int fds;
     long maps, rss_kb, shmem_kb;
@@ -106,12 +99,12 @@ static int run_cycles(void (*cycle)(int), const char *what)
     for (int i = 0; i < 5; i++)
         cycle(i);
     usage b = measure();
-    double t0 = now();
+    double t0 = tu_now();
     int n = 0;
-    while (n < MAX_CYCLES && (n < MIN_CYCLES || now() - t0 < SECONDS))
+    while (n < MAX_CYCLES && (n < MIN_CYCLES || tu_now() - t0 < SECONDS))
         cycle(n++);
     assert_baseline(&b, what, n);
-    fprintf(stderr, "test_leaks: %s: %d cycles in %.1f s\n", what, n, now() - t0);
+    fprintf(stderr, "test_leaks: %s: %d cycles in %.1f s\n", what, n, tu_now() - t0);
     return n;
 }
 
@@ -321,27 +314,23 @@ static void command(char cmd)
 START_TEST(transfer_cycles_with_child)
 {
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&a, &b);
     if (child == 0) {
-        kosvmm_channel_close(a);
         transfer_child(b);
     }
-    kosvmm_channel_close(b);
     parent_end = a;
     tu_start_lazy_engine();
     for (int i = 0; i < 5; i++)
         transfer_cycle(i);
     command('b');
     usage base = measure();
-    double t0 = now();
+    double t0 = tu_now();
     int n = 0;
-    while (n < MAX_CYCLES && (n < MIN_CYCLES || now() - t0 < SECONDS))
+    while (n < MAX_CYCLES && (n < MIN_CYCLES || tu_now() - t0 < SECONDS))
         transfer_cycle(n++);
     command('c');
     assert_baseline(&base, "transfers", n);
-    fprintf(stderr, "test_leaks: transfers: %d cycles in %.1f s\n", n, now() - t0);
+    fprintf(stderr, "test_leaks: transfers: %d cycles in %.1f s\n", n, tu_now() - t0);
     command('q');
     int status;
     ck_assert_int_eq(waitpid(child, &status, 0), child);

@@ -387,23 +387,6 @@ END_TEST
 
 /* ---- RLIMIT_AS ------------------------------------------------------------------------------ */
 
-static void maps_totals(long *lines, unsigned long *bytes)
-{
-    FILE *m = fopen("/proc/self/maps", "re");
-    ck_assert_ptr_nonnull(m);
-    char line[512];
-    *lines = 0;
-    *bytes = 0;
-    while (fgets(line, sizeof line, m)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || strstr(line, "[heap]") || strstr(line, "[stack]"))
-            continue;
-        ++*lines;
-        *bytes += hi - lo;
-    }
-    fclose(m);
-}
-
 START_TEST(test_rlimit_as)
 {
     const size_t gig = (size_t)1 << 30;
@@ -427,7 +410,7 @@ START_TEST(test_rlimit_as)
     kosvmm_stats s0 = tu_stats();
     long lines0;
     unsigned long bytes0;
-    maps_totals(&lines0, &bytes0);
+    tu_maps_totals(&lines0, &bytes0);
 
     static const int flag_sets[] = {
         VMM_FLAG_RESERVE | RW,
@@ -457,7 +440,7 @@ START_TEST(test_rlimit_as)
     ck_assert_uint_eq(s1.locked_bytes, s0.locked_bytes);
     long lines1;
     unsigned long bytes1;
-    maps_totals(&lines1, &bytes1);
+    tu_maps_totals(&lines1, &bytes1);
     ck_assert_int_eq(lines1, lines0);
     ck_assert_uint_eq(bytes1, bytes0);
     ck_assert_uint_eq(KnVmQuery(keep + 1, &q), rcOk);

@@ -130,11 +130,8 @@ static void sender_intact(Handle h, unsigned char *va)
 static void transfer_to_new_peer(Handle h)
 {
     kosvmm_channel *a, *b;
-    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-    pid_t child = fork();
-    ck_assert_int_ge(child, 0);
+    pid_t child = tu_fork_peer(&a, &b);
     if (child == 0) {
-        kosvmm_channel_close(a);
         Handle got;
         void *m;
         TU_CHILD_CHECK(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL) == rcOk);
@@ -144,7 +141,6 @@ static void transfer_to_new_peer(Handle h)
         TU_CHILD_CHECK(kosvmm_channel_send(b, "k", 1) == rcOk);
         _exit(0);
     }
-    kosvmm_channel_close(b);
     ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
     char k;
     ck_assert_uint_eq(kosvmm_channel_recv(a, RTL_NULL, &k, 1, RTL_NULL), rcOk);
@@ -178,14 +174,10 @@ START_TEST(receiver_killed_at_random_points)
     int killed[3] = {0, 0, 0}; /* before its first handle was done, mid-burst, after the last */
     for (int round = 0; round < ROUNDS; round++) {
         kosvmm_channel *a, *b;
-        ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-        pid_t child = fork();
-        ck_assert_int_ge(child, 0);
+        pid_t child = tu_fork_peer(&a, &b);
         if (child == 0) {
-            kosvmm_channel_close(a);
             greedy_receiver(b);
         }
-        kosvmm_channel_close(b);
         char ready;
         ck_assert_uint_eq(kosvmm_channel_recv(a, RTL_NULL, &ready, 1, RTL_NULL), rcOk);
         ck_assert_int_eq(ready, 'r');
@@ -273,14 +265,10 @@ START_TEST(sender_killed_at_random_points)
     kosvmm_stats s0 = tu_stats();
     for (int round = 0; round < ROUNDS; round++) {
         kosvmm_channel *a, *b;
-        ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-        pid_t child = fork();
-        ck_assert_int_ge(child, 0);
+        pid_t child = tu_fork_peer(&b, &a);
         if (child == 0) {
-            kosvmm_channel_close(b);
             endless_sender(a);
         }
-        kosvmm_channel_close(a);
         Handle got[KEEP];
         int kinds[KEEP];
         void *maps[KEEP];
@@ -372,11 +360,8 @@ START_TEST(peer_dies_with_messages_in_flight)
     int base = tu_fd_count();
     for (int round = 0; round < 10; round++) {
         kosvmm_channel *a, *b;
-        ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-        pid_t child = fork();
-        ck_assert_int_ge(child, 0);
+        pid_t child = tu_fork_peer(&b, &a);
         if (child == 0) {
-            kosvmm_channel_close(b);
             Handle h, c;
             TU_CHILD_CHECK(KnPmmMdlCreate(P(), RW, &h) == rcOk && KnPmmMdlClone(h, 0, P(), &c) == rcOk);
             for (int i = 0; i < INFLIGHT; i++)
@@ -384,7 +369,6 @@ START_TEST(peer_dies_with_messages_in_flight)
             TU_CHILD_CHECK(kosvmm_channel_send(a, "end", 3) == rcOk);
             raise(SIGKILL);
         }
-        kosvmm_channel_close(a);
         char end[4];
         int status;
         ck_assert_int_eq(waitpid(child, &status, 0), child);
@@ -430,15 +414,11 @@ START_TEST(peer_dies_with_messages_in_flight)
     ck_assert_uint_eq(KnHandleClose(warm), rcOk);
     for (int round = 0; round < 5; round++) {
         kosvmm_channel *a, *b;
-        ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
-        pid_t child = fork();
-        ck_assert_int_ge(child, 0);
+        pid_t child = tu_fork_peer(&a, &b);
         if (child == 0) {
-            kosvmm_channel_close(a);
             pause(); /* never reads */
             _exit(0);
         }
-        kosvmm_channel_close(b);
         int here = tu_fd_count();
         for (int i = 0; i < INFLIGHT; i++)
             ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, i % 2 ? R : RW, &i, sizeof i), rcOk);

@@ -566,6 +566,37 @@ START_TEST(audit_line_says_who_what_why)
 }
 END_TEST
 
+/* KnVmSegInitFromVm is built on MdlCreateFromVm: its audit lines name the method the program
+ * called (SegInit), whether the inner step is refused by a quota or by a denied method. */
+START_TEST(segment_from_vm_audits_as_seg_init)
+{
+    kosvmm_policy p = open_policy();
+    int r = audit_pipe(&p);
+    p.max_mdl_buffers = 0;
+    set_policy(p);
+    char *a = KnVmAllocate(RTL_NULL, 2 * P, RESERVE_RW | VMM_FLAG_COMMIT);
+    ck_assert_ptr_nonnull(a);
+    VmSeg seg;
+    char line[1024];
+    ck_assert_uint_eq(KnVmSegInitFromVm(&seg, (void *)(uintptr_t)0x400000, a, 2 * P, RW), rcQuotaExceeded);
+    read_audit(r, line, sizeof line);
+    ck_assert_msg(strstr(line, "method=SegInit verdict=rcQuotaExceeded rule=max_mdl_buffers") != NULL, "%s", line);
+    p.max_mdl_buffers = KOSVMM_UNLIMITED;
+    p.deny = KOSVMM_METHOD_MDL_CREATE_FROM_VM;
+    set_policy(p);
+    ck_assert_uint_eq(KnVmSegInitFromVm(&seg, (void *)(uintptr_t)0x400000, a, 2 * P, RW), rcSecurityDisallow);
+    read_audit(r, line, sizeof line);
+    ck_assert_msg(strstr(line, "method=SegInit verdict=rcSecurityDisallow rule=deny "
+                               "detail=method MdlCreateFromVm is denied") != NULL, "%s", line);
+    ck_assert_uint_eq(tu_query(a).attributes & VMM_PAGE_ATTR_MDL, 0); /* nothing changed */
+    p.audit_fd = -1;
+    p.deny = 0;
+    set_policy(p);
+    close(r);
+    ck_assert_uint_eq(KnVmUnmap(a, 2 * P), rcOk);
+}
+END_TEST
+
 /* ---- policy files ---------------------------------------------------------------------------- */
 
 START_TEST(file_with_every_key)
@@ -611,6 +642,52 @@ START_TEST(file_with_every_key)
     read_audit(fd, line, sizeof line);
     close(fd);
     ck_assert_ptr_nonnull(strstr(line, "method=Query verdict=rcSecurityDisallow rule=deny"));
+    unlink(audit);
+    unlink(path);
+}
+END_TEST
+
+/* kosvmm_get_policy -> change a limit -> kosvmm_set_policy keeps the policy file's audit file: the
+ * policy still names it, so it stays open and owned, and audit lines keep reaching it (not a file
+ * that reused its number). */
+START_TEST(file_audit_survives_get_set_round_trip)
+{
+    char audit[64];
+    snprintf(audit, sizeof audit, "/tmp/kosvmm-audit-rt-%d.log", (int)getpid());
+    char text[256];
+    snprintf(text, sizeof text, "audit = %s\n", audit);
+    const char *path = write_file(text);
+    int fds = tu_fd_count();
+    ck_assert_uint_eq(kosvmm_load_policy(path, RTL_NULL, 0), rcOk);
+    ck_assert_int_eq(tu_fd_count(), fds + 1);
+    kosvmm_policy p = get_policy();
+    ck_assert_int_ge(p.audit_fd, 3);
+    p.max_committed_bytes = 2 * P;
+    set_policy(p);
+    assert_policy_eq(get_policy(), p);
+    ck_assert_int_eq(tu_fd_count(), fds + 1);
+    ck_assert_int_ne(fcntl(p.audit_fd, F_GETFD), -1);
+    /* A file opened now would get the audit file's number had it been closed. */
+    char decoy[64];
+    snprintf(decoy, sizeof decoy, "/tmp/kosvmm-decoy-%d.log", (int)getpid());
+    int d = open(decoy, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(d, 0);
+    char *a = KnVmAllocate(RTL_NULL, 4 * P, RESERVE_RW);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(KnVmCommit(a, 3 * P, 0), rcQuotaExceeded);
+    char line[512];
+    int fd = open(audit, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    read_audit(fd, line, sizeof line);
+    close(fd);
+    ck_assert_msg(strstr(line, "method=Commit verdict=rcQuotaExceeded") != NULL, "audit file: '%s'", line);
+    ck_assert_int_eq(pread(d, line, sizeof line, 0), 0); /* from the start: writes moved the offset */
+    close(d);
+    /* A policy without it still closes it, once. */
+    set_policy(open_policy());
+    ck_assert_int_eq(tu_fd_count(), fds);
+    ck_assert_uint_eq(KnVmUnmap(a, 4 * P), rcOk);
+    unlink(decoy);
     unlink(audit);
     unlink(path);
 }
@@ -777,12 +854,14 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, w_xor_x_everywhere);
     tcase_add_test(tc, each_method_denied);
     tcase_add_test(tc, audit_line_says_who_what_why);
+    tcase_add_test(tc, segment_from_vm_audits_as_seg_init);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("files");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, file_with_every_key);
+    tcase_add_test(tc, file_audit_survives_get_set_round_trip);
     tcase_add_loop_test(tc, malformed_files_change_nothing, 0, (int)(sizeof malformed / sizeof malformed[0]));
     tcase_add_test(tc, unreadable_files);
     tcase_add_test(tc, environment_policy);

@@ -189,13 +189,6 @@ static double stress_seconds(void)
     return v > 0 ? v : 0.2;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* ---- private memory: slots and their page model ------------------------------------------- */
 
 static char *pva(const slot *s, size_t i)
@@ -1127,12 +1120,12 @@ static void expect_stats_equal(const kosvmm_stats *a, const kosvmm_stats *b)
 static void watch(shared_state *sh, double seconds)
 {
     long last[NT];
-    double since[NT], start = now_s();
+    double since[NT], start = tu_now();
     for (int i = 0; i < NT; i++)
         last[i] = -1, since[i] = start;
     for (;;) {
         usleep(50 * 1000);
-        double t = now_s();
+        double t = tu_now();
         int done = 0, failed = 0;
         for (int i = 0; i < NT; i++) {
             worker *w = &sh->w[i];

@@ -18,7 +18,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t tu_page(void)
@@ -174,6 +176,55 @@ void tu_wait_child_ok(pid_t pid)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %#x", status);
+}
+
+int tu_wait_child_for(pid_t pid, int timeout_ms)
+{
+    int status;
+    for (int waited = 0; waited <= timeout_ms; waited++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+pid_t tu_fork_peer(kosvmm_channel **parent_end, kosvmm_channel **child_end)
+{
+    kosvmm_channel *p, *c;
+    ck_assert_uint_eq(kosvmm_channel_pair(&p, &c), rcOk);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    kosvmm_channel_close(pid == 0 ? p : c);
+    *parent_end = p;
+    *child_end = c;
+    return pid;
+}
+
+void tu_maps_totals(long *lines, unsigned long *bytes)
+{
+    FILE *m = fopen("/proc/self/maps", "re");
+    ck_assert_ptr_nonnull(m);
+    char line[512];
+    *lines = 0;
+    *bytes = 0;
+    while (fgets(line, sizeof line, m)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || strstr(line, "[heap]") || strstr(line, "[stack]"))
+            continue;
+        ++*lines;
+        *bytes += hi - lo;
+    }
+    fclose(m);
+}
+
+double tu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 int tu_run(Suite *suite)

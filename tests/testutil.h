@@ -73,6 +73,23 @@ int tu_block_userfaultfd(void);
 /* Reaps pid and asserts it exited with status 0. */
 void tu_wait_child_ok(pid_t pid);
 
+/* Waits up to timeout_ms for pid and returns its wait status; a child still running then is
+ * killed (SIGKILL) and reaped, and -1 returned: a test that forks a child which may hang fails
+ * instead of hanging. */
+int tu_wait_child_for(pid_t pid, int timeout_ms);
+
+/* Fork-peer fixture: a channel pair and a forked child, each process keeping one end (the other
+ * end is closed in it). Returns the child's pid in the parent, which keeps *parent_end, and 0 in
+ * the child, which keeps *child_end. Asserts that the pair and the fork succeed. */
+pid_t tu_fork_peer(kosvmm_channel **parent_end, kosvmm_channel **child_end);
+
+/* Lines and bytes of this process's mappings in /proc/self/maps, [heap] and [stack] left out
+ * (the allocator and the stack move them on their own). */
+void tu_maps_totals(long *lines, unsigned long *bytes);
+
+/* CLOCK_MONOTONIC in seconds. */
+double tu_now(void);
+
 /* Runs one suite in fork mode (CK_FORK), prints Check's summary, returns the process exit code. */
 int tu_run(Suite *suite);
 

@@ -26,36 +26,37 @@ static int channel_new(int fd, kosvmm_channel **out)
     return 0;
 }
 
-/* Running out of descriptors is a quota (rcQuotaExceeded), not an unexpected failure. */
-static int fd_quota(int rc)
-{
-    return rc == -EMFILE || rc == -ENFILE ? -EDQUOT : rc;
-}
-
+/* What a failed socket call means here: out of descriptors (-EMFILE/-ENFILE, a quota to
+ * kvmm_retcode), out of memory, or an unexpected failure. */
 static int socket_errno(int err)
 {
-    return err == EMFILE || err == ENFILE ? -EDQUOT : err == ENOMEM || err == ENOBUFS ? -ENOMEM : -EIO;
+    return err == EMFILE || err == ENFILE ? -err : err == ENOMEM || err == ENOBUFS ? -ENOMEM : -EIO;
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_pair(kosvmm_channel **a, kosvmm_channel **b)
+static int channel_pair(kosvmm_channel **a, kosvmm_channel **b)
 {
     if (!a || !b)
-        return rcInvalidArgument;
+        return -EINVAL;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return kvmm_retcode(socket_errno(errno));
+        return socket_errno(errno);
     kosvmm_channel *ca, *cb;
     if (channel_new(sv[0], &ca) == 0) {
         if (channel_new(sv[1], &cb) == 0) {
             *a = ca;
             *b = cb;
-            return rcOk;
+            return 0;
         }
         free(ca);
     }
     close(sv[0]);
     close(sv[1]);
-    return rcOutOfMemory;
+    return -ENOMEM;
+}
+
+KVMM_PUBLIC Retcode kosvmm_channel_pair(kosvmm_channel **a, kosvmm_channel **b)
+{
+    return kvmm_retcode(channel_pair(a, b));
 }
 
 int kvmm_channel_address(const char *name, struct sockaddr_un *sa, socklen_t *len)
@@ -128,36 +129,49 @@ KVMM_PUBLIC int kosvmm_channel_fd(const kosvmm_channel *channel)
     return channel ? channel->fd : -1;
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_close(kosvmm_channel *channel)
+static int channel_close(kosvmm_channel *channel)
 {
     if (!channel)
-        return rcInvalidArgument;
+        return -EINVAL;
     if (channel->server)
-        return rcInvalidOperation;
+        return -EOPNOTSUPP;
     close(channel->fd);
     free(channel);
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_channel_close(kosvmm_channel *channel)
+{
+    return kvmm_retcode(channel_close(channel));
+}
+
+static int peer_cred(const kosvmm_channel *channel, kosvmm_peer_cred *cred)
+{
+    if (!channel || !cred)
+        return -EINVAL;
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    if (getsockopt(channel->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0)
+        return errno == ENOTCONN ? -ENOENT : -EIO;
+    cred->pid = uc.pid;
+    cred->uid = uc.uid;
+    cred->gid = uc.gid;
+    return 0;
 }
 
 KVMM_PUBLIC Retcode kosvmm_channel_peer_cred(const kosvmm_channel *channel, kosvmm_peer_cred *cred)
 {
-    if (!channel || !cred)
-        return rcInvalidArgument;
-    struct ucred uc;
-    socklen_t len = sizeof uc;
-    if (getsockopt(channel->fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0)
-        return kvmm_retcode(errno == ENOTCONN ? -ENOENT : -EIO);
-    cred->pid = uc.pid;
-    cred->uid = uc.uid;
-    cred->gid = uc.gid;
-    return rcOk;
+    return kvmm_retcode(peer_cred(channel, cred));
+}
+
+static int channel_send(kosvmm_channel *channel, const void *payload, size_t size)
+{
+    return channel ? kvmm_wire_send(channel->fd, NULL, payload, size) : -EINVAL;
 }
 
 KVMM_PUBLIC Retcode kosvmm_channel_send(kosvmm_channel *channel, const void *payload, rtl_size_t size)
 {
-    if (!channel)
-        return rcInvalidArgument;
-    return kvmm_retcode(kvmm_wire_send(channel->fd, NULL, payload, size));
+    return kvmm_retcode(channel_send(channel, payload, size));
 }
 
 static int send_handle(kosvmm_channel *channel, Handle handle, uint32_t mask, const void *payload, size_t size)
@@ -170,7 +184,7 @@ static int send_handle(kosvmm_channel *channel, Handle handle, uint32_t mask, co
     struct kvmm_mdl_export e;
     int rc = kvmm_mdl_export(handle, mask, &e);
     if (rc)
-        return fd_quota(rc);
+        return rc;
     rc = kvmm_wire_send(channel->fd, &e, payload, size);
     kvmm_mdl_export_close(&e); /* the datagram holds its own references to the files */
     return rc;
@@ -202,7 +216,7 @@ int kvmm_channel_deliver(struct kvmm_wire_msg *m, Handle *handle)
     for (int i = 0; i < KVMM_MDL_MAX_REVOKE; i++)
         m->desc.revoke_fd[i] = -1;
     m->desc.buffer_fd = -1;
-    return fd_quota(rc);
+    return rc;
 }
 
 static int channel_recv(kosvmm_channel *channel, Handle *handle, void *payload, size_t capacity, size_t *size)

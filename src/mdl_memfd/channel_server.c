@@ -24,6 +24,7 @@ struct server_peer {
     struct kvmm_wire_rxbuf rx;     /* a pending recvmsg points into it: the peer may not move */
     struct server_peer *next;
     bool armed;                    /* a recvmsg for it is on the ring */
+    bool rearm;                    /* none could be queued: armed at the next call */
 };
 
 struct kosvmm_channel_server {
@@ -34,82 +35,129 @@ struct kosvmm_channel_server {
     struct io_uring ring;
     struct server_peer *peers;     /* live peers */
     struct server_peer *closed;    /* CLOSED already reported: freed at the next call */
+    unsigned unarmed;              /* live peers without a recvmsg on the ring (armed again at the next call) */
 };
 
-KVMM_PUBLIC Retcode kosvmm_channel_listen(const char *name, kosvmm_channel_server **server)
+/* Out of descriptors (-EMFILE/-ENFILE: a quota to kvmm_retcode) or else out of memory. */
+static int fd_errno(int err)
+{
+    return err == EMFILE || err == ENFILE ? -err : -ENOMEM;
+}
+
+static int listen_on(const char *name, kosvmm_channel_server **server)
 {
     struct sockaddr_un sa;
     socklen_t len;
     if (!server || kvmm_channel_address(name, &sa, &len))
-        return rcInvalidArgument;
+        return -EINVAL;
     kosvmm_channel_server *s = calloc(1, sizeof *s);
     if (!s)
-        return rcOutOfMemory;
+        return -ENOMEM;
     s->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (s->fd < 0) {
         int err = errno;
         free(s);
-        return kvmm_retcode(err == EMFILE || err == ENFILE ? -EDQUOT : -ENOMEM);
+        return fd_errno(err);
     }
     if (bind(s->fd, (struct sockaddr *)&sa, len) != 0 || listen(s->fd, LISTEN_BACKLOG) != 0) {
         int err = errno;
         close(s->fd);
         free(s);
-        return kvmm_retcode(err == EADDRINUSE ? -EEXIST : -EIO);
+        return err == EADDRINUSE ? -EEXIST : -EIO;
     }
     *server = s;
-    return rcOk;
+    return 0;
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_accept(kosvmm_channel_server *server, kosvmm_channel **peer)
+KVMM_PUBLIC Retcode kosvmm_channel_listen(const char *name, kosvmm_channel_server **server)
+{
+    return kvmm_retcode(listen_on(name, server));
+}
+
+static int accept_peer(kosvmm_channel_server *server, kosvmm_channel **peer)
 {
     if (!server || !peer)
-        return rcInvalidArgument;
+        return -EINVAL;
     if (server->ring_started) /* the ring's own accept would race with this one */
-        return rcInvalidOperation;
+        return -EOPNOTSUPP;
     int fd;
     do
         fd = accept4(server->fd, NULL, NULL, SOCK_CLOEXEC);
     while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
     if (fd < 0)
-        return kvmm_retcode(errno == EMFILE || errno == ENFILE ? -EDQUOT : -ENOMEM);
+        return fd_errno(errno);
     kosvmm_channel *ch = malloc(sizeof *ch);
     if (!ch) {
         close(fd);
-        return rcOutOfMemory;
+        return -ENOMEM;
     }
     ch->fd = fd;
     ch->server = NULL;
     *peer = ch;
-    return rcOk;
+    return 0;
 }
 
-/* A free submission slot; a full queue is flushed to the kernel first, which always frees it. */
+KVMM_PUBLIC Retcode kosvmm_channel_accept(kosvmm_channel_server *server, kosvmm_channel **peer)
+{
+    return kvmm_retcode(accept_peer(server, peer));
+}
+
+/* A free submission slot: a full queue is flushed to the kernel once, which frees it unless the
+ * submit fails (io_uring_enter refused, the ring dying) or the kernel takes nothing (completion
+ * queue backpressure). Then NULL: retrying would spin, since nothing here reaps completions. */
 static struct io_uring_sqe *get_sqe(kosvmm_channel_server *s)
 {
-    struct io_uring_sqe *sqe;
-    while (!(sqe = io_uring_get_sqe(&s->ring)))
-        io_uring_submit(&s->ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe && io_uring_submit(&s->ring) > 0)
+        sqe = io_uring_get_sqe(&s->ring);
     return sqe;
 }
 
-static void arm_accept(kosvmm_channel_server *s)
+static int arm_accept(kosvmm_channel_server *s)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EIO;
     io_uring_prep_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, TAG_ACCEPT);
     s->accept_armed = true;
     s->pending++;
+    return 0;
 }
 
-static void arm_recv(kosvmm_channel_server *s, struct server_peer *p)
+/* A peer that cannot be armed now is counted and armed at the next call. */
+static int arm_recv(kosvmm_channel_server *s, struct server_peer *p)
 {
-    kvmm_wire_rxbuf_prepare(&p->rx);
     struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) {
+        if (!p->rearm)
+            s->unarmed++;
+        p->rearm = true;
+        return -EIO;
+    }
+    kvmm_wire_rxbuf_prepare(&p->rx);
     io_uring_prep_recvmsg(sqe, p->ch.fd, &p->rx.msg, MSG_CMSG_CLOEXEC);
     io_uring_sqe_set_data(sqe, p);
     p->armed = true;
     s->pending++;
+    return 0;
+}
+
+/* Arms what a failed submission left unarmed. */
+static int rearm(kosvmm_channel_server *s)
+{
+    int rc;
+    if (!s->accept_armed && (rc = arm_accept(s)))
+        return rc;
+    for (struct server_peer *p = s->peers; p && s->unarmed; p = p->next) {
+        if (!p->rearm)
+            continue;
+        p->rearm = false;
+        s->unarmed--;
+        if ((rc = arm_recv(s, p)))
+            return rc;
+    }
+    return 0;
 }
 
 static void free_closed(kosvmm_channel_server *s)
@@ -124,6 +172,10 @@ static void free_closed(kosvmm_channel_server *s)
 
 static void unlink_peer(kosvmm_channel_server *s, struct server_peer *p)
 {
+    if (p->rearm) {
+        p->rearm = false;
+        s->unarmed--;
+    }
     for (struct server_peer **pp = &s->peers; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
@@ -147,14 +199,12 @@ static int on_accept(kosvmm_channel_server *s, int res, kosvmm_channel_event *ev
 {
     s->accept_armed = false;
     if (res < 0) {
-        if (res == -EINTR || res == -ECONNABORTED || res == -EAGAIN) {
-            arm_accept(s);
-            return 0;
-        }
+        if (res == -EINTR || res == -ECONNABORTED || res == -EAGAIN)
+            return arm_accept(s);
         /* Re-armed at the next call, so a full descriptor table does not spin here. */
-        return res == -EMFILE || res == -ENFILE ? -EDQUOT : -ENOMEM;
+        return res == -EMFILE || res == -ENFILE ? res : -ENOMEM;
     }
-    arm_accept(s);
+    arm_accept(s); /* else armed at the next call */
     struct server_peer *p = calloc(1, sizeof *p);
     if (!p) {
         close(res);
@@ -178,10 +228,8 @@ static int on_recv(kosvmm_channel_server *s, struct server_peer *p, int res, kos
     int rc;
     struct kvmm_wire_msg m;
     Handle h = INVALID_HANDLE;
-    if (res == -EINTR || res == -EAGAIN) {
-        arm_recv(s, p);
-        return 0;
-    }
+    if (res == -EINTR || res == -EAGAIN)
+        return arm_recv(s, p);
     rc = res < 0 ? -ENOENT : kvmm_wire_parse(&p->rx, res, &m, KOSVMM_CHANNEL_MAX_PAYLOAD);
     memset(ev, 0, offsetof(kosvmm_channel_event, payload));
     ev->peer = &p->ch;
@@ -231,8 +279,8 @@ static int server_wait(kosvmm_channel_server *s, int timeout_ms, kosvmm_channel_
     int rc;
     if (!s->ring_started && (rc = start_ring(s)))
         return rc;
-    if (!s->accept_armed)
-        arm_accept(s);
+    if ((rc = rearm(s)))
+        return rc;
 
     struct timespec deadline = {0};
     if (timeout_ms >= 0) {
@@ -280,38 +328,46 @@ KVMM_PUBLIC Retcode kosvmm_channel_server_wait(kosvmm_channel_server *server, in
     return kvmm_retcode(server_wait(server, timeout_ms, event));
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_server_disconnect(kosvmm_channel_server *server, kosvmm_channel *peer)
+static int disconnect(kosvmm_channel_server *server, kosvmm_channel *peer)
 {
     if (!server || !peer || !owns(server, peer))
-        return rcInvalidArgument;
+        return -EINVAL;
     /* The pending recvmsg then completes with 0 bytes, which reports CLOSED like a hang-up. */
     shutdown(peer->fd, SHUT_RDWR);
-    return rcOk;
+    return 0;
 }
 
-static void cancel(kosvmm_channel_server *s, uint64_t target)
+KVMM_PUBLIC Retcode kosvmm_channel_server_disconnect(kosvmm_channel_server *server, kosvmm_channel *peer)
+{
+    return kvmm_retcode(disconnect(server, peer));
+}
+
+static int cancel(kosvmm_channel_server *s, uint64_t target)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe)
+        return -EIO;
     io_uring_prep_cancel64(sqe, target, 0);
     io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+    return 0;
 }
 
 /* Cancels every pending request and reaps them all before the buffers they point into are freed;
- * a recvmsg or accept that completed anyway has installed descriptors, which are closed here. */
+ * a recvmsg or accept that completed anyway has installed descriptors, which are closed here.
+ * A ring that takes no more requests is closed as it is, which cancels what is left. */
 static void drain_ring(kosvmm_channel_server *s)
 {
-    if (s->accept_armed)
-        cancel(s, TAG_ACCEPT);
-    for (struct server_peer *p = s->peers; p; p = p->next)
+    int rc = s->accept_armed ? cancel(s, TAG_ACCEPT) : 0;
+    for (struct server_peer *p = s->peers; p && rc == 0; p = p->next)
         if (p->armed)
-            cancel(s, (uint64_t)(uintptr_t)p);
-    while (s->pending) {
+            rc = cancel(s, (uint64_t)(uintptr_t)p);
+    while (s->pending && rc == 0) {
         struct io_uring_cqe *cqe;
         io_uring_submit(&s->ring);
-        int rc = io_uring_wait_cqe(&s->ring, &cqe);
-        if (rc == -EINTR || rc == -EAGAIN)
+        int w = io_uring_wait_cqe(&s->ring, &cqe);
+        if (w == -EINTR || w == -EAGAIN)
             continue;
-        if (rc)
+        if (w)
             break; /* the ring is unusable; closing it below cancels what is left */
         uint64_t tag = io_uring_cqe_get_data64(cqe);
         int res = cqe->res;
@@ -332,10 +388,10 @@ static void drain_ring(kosvmm_channel_server *s)
     io_uring_queue_exit(&s->ring);
 }
 
-KVMM_PUBLIC Retcode kosvmm_channel_server_close(kosvmm_channel_server *server)
+static int server_close(kosvmm_channel_server *server)
 {
     if (!server)
-        return rcInvalidArgument;
+        return -EINVAL;
     if (server->ring_started)
         drain_ring(server);
     while (server->peers)
@@ -343,5 +399,10 @@ KVMM_PUBLIC Retcode kosvmm_channel_server_close(kosvmm_channel_server *server)
     free_closed(server);
     close(server->fd);
     free(server);
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode kosvmm_channel_server_close(kosvmm_channel_server *server)
+{
+    return kvmm_retcode(server_close(server));
 }

@@ -4,6 +4,7 @@
 #define KVMM_MDL_H
 
 #include <handle/handletype.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -61,6 +62,13 @@ int kvmm_mdl_import(struct kvmm_mdl_export *e, Handle *h);
  * buf_offset + buf_size <= size. -EINVAL for bad arguments (also an unreadable buf). */
 int kvmm_mdl_create(uint64_t size, uint32_t rights, const void *buf, uint64_t buf_size,
                     uint64_t buf_offset, Handle *h);
+
+/* KnPmmMdlCreateFromVm without the policy's method check, for calls built on it (which check
+ * KVMM_M_MDL_CREATE_FROM_VM with kvmm_policy_allows, so audit lines name their own method):
+ * [lo, lo + size) of committed memory becomes a buffer with rights flags | KVMM_RIGHT_TRANSFER,
+ * in place. -EINVAL, -ENOENT (no region), -EOPNOTSUPP (not all committed), -EPERM (W^X),
+ * -EDQUOT, -ENOMEM, -EMFILE. */
+int kvmm_mdl_create_from_vm(uintptr_t lo, size_t size, int flags, Handle *h);
 
 /* Revokes h as KnHandleRevoke will once lib/handle_table.c calls kvmm_mdl_revoke_object: marks
  * the slot revoked and sets h's revocation word, so clones and copies in other processes fail

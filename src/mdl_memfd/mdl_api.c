@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "mdl_internal.h"
 #include "os.h"
 #include "policy.h"
@@ -50,41 +51,46 @@ int kvmm_mdl_create(uint64_t size, uint32_t rights, const void *buf, uint64_t bu
     return rc ? rc : kvmm_mdl_publish(o, rights, h);
 }
 
-KVMM_PUBLIC Retcode KnPmmMdlCreate(rtl_size_t size, int prot, Handle *handle)
+/* KnPmmMdlCreate and KnPmmMdlCreateFromBuf. */
+static int create(size_t size, int prot, const void *buf, size_t buf_size, Handle *handle)
 {
     int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE);
     if (rc)
-        return kvmm_mdl_retcode(rc);
+        return rc;
     if (!kvmm_mdl_prot_valid(prot))
-        return kvmm_mdl_retcode(-EINVAL);
-    return kvmm_mdl_retcode(kvmm_mdl_create(size, (uint32_t)prot | KVMM_RIGHT_TRANSFER, RTL_NULL, 0, 0, handle));
+        return -EINVAL;
+    return kvmm_mdl_create(size, (uint32_t)prot | KVMM_RIGHT_TRANSFER, buf, buf_size, 0, handle);
+}
+
+KVMM_PUBLIC Retcode KnPmmMdlCreate(rtl_size_t size, int prot, Handle *handle)
+{
+    return kvmm_retcode(create(size, prot, RTL_NULL, 0, handle));
 }
 
 KVMM_PUBLIC Retcode KnPmmMdlCreateFromBuf(rtl_size_t size, int prot, const void *buf,
                                           rtl_size_t bufSize, Handle *handle)
 {
-    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE);
-    if (rc)
-        return kvmm_mdl_retcode(rc);
-    if (!kvmm_mdl_prot_valid(prot))
-        return kvmm_mdl_retcode(-EINVAL);
-    return kvmm_mdl_retcode(
-        kvmm_mdl_create(size, (uint32_t)prot | KVMM_RIGHT_TRANSFER, buf, bufSize, 0, handle));
+    return kvmm_retcode(create(size, prot, buf, bufSize, handle));
 }
 
-KVMM_PUBLIC Retcode KnPmmMdlGetSize(Handle handle, rtl_size_t *size)
+static int get_size(Handle handle, rtl_size_t *size)
 {
     int rc = kvmm_policy_enter(KVMM_M_MDL_GET_SIZE);
     if (rc || !size)
-        return kvmm_mdl_retcode(rc ? rc : -EINVAL);
+        return rc ? rc : -EINVAL;
     struct kvmm_mdl *o;
     uint32_t rights;
     rc = kvmm_mdl_get(handle, &o, &rights);
     if (rc)
-        return kvmm_mdl_retcode(rc);
+        return rc;
     *size = o->length;
     kvmm_mdl_put(o);
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode KnPmmMdlGetSize(Handle handle, rtl_size_t *size)
+{
+    return kvmm_retcode(get_size(handle, size));
 }
 
 /* offset/length name a non-empty, page-aligned part of a window of window bytes. */
@@ -104,23 +110,20 @@ static int map_window(struct kvmm_mdl *o, uint64_t offset, uint64_t length, uint
                       int prot, uintptr_t *out)
 {
     struct kvmm_attrs a = {KVMM_MDL, (uint8_t)prot, 0};
-    int flags = hint ? MAP_SHARED | MAP_FIXED_NOREPLACE : MAP_SHARED;
     int rc = kvmm_quota_charge(KVMM_Q_RESERVED, length);
     if (rc)
         return rc;
-    void *m = mmap((void *)hint, length, kvmm_kernel_prot(a), flags, o->fd, (off_t)(o->offset + offset));
-    uintptr_t base = (uintptr_t)m;
+    uintptr_t base = 0;
     struct kvmm_region *r = NULL;
-    if (m == MAP_FAILED)
-        rc = errno == EEXIST ? -EEXIST : errno == EACCES || errno == EPERM ? -EACCES : -ENOMEM;
-    else if (hint && base != hint)
-        rc = -EEXIST; /* kernels before 4.17 take MAP_FIXED_NOREPLACE as a mere hint */
+    rc = kvmm_os_map_file(o->fd, o->offset + offset, length, kvmm_kernel_prot(a), hint, &base);
+    if (rc)
+        rc = rc == -EEXIST ? -EEXIST : rc == -EACCES || rc == -EPERM ? -EACCES : -ENOMEM;
     /* Flags as if allocated committed with this protection: what KnVmQuery reports. */
     else if (!(r = kvmm_region_new(base, base + length, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | prot, a)))
         rc = -ENOMEM;
     if (rc) {
-        if (m != MAP_FAILED)
-            munmap(m, length);
+        if (base)
+            kvmm_os_release(base, length);
         kvmm_quota_uncharge(KVMM_Q_RESERVED, length);
         return rc;
     }
@@ -131,23 +134,22 @@ static int map_window(struct kvmm_mdl *o, uint64_t offset, uint64_t length, uint
     return 0;
 }
 
-KVMM_PUBLIC Retcode KnPmmMdlMap(Handle handle, rtl_size_t offset, rtl_size_t length, void *hint,
-                                int prot, void **address)
+static int map_handle(Handle handle, size_t offset, size_t length, void *hint, int prot, void **address)
 {
     uintptr_t h = (uintptr_t)hint, hint_end, base;
     int rc = kvmm_policy_enter(KVMM_M_MDL_MAP);
     if (rc)
-        return kvmm_mdl_retcode(rc);
+        return rc;
     if (!address || !kvmm_mdl_prot_valid(prot) || !window_aligned(offset, length) ||
         !kvmm_mdl_aligned(h) || __builtin_add_overflow(h, length, &hint_end))
-        return kvmm_mdl_retcode(-EINVAL);
+        return -EINVAL;
     if ((rc = kvmm_policy_wx(prot)))
-        return kvmm_mdl_retcode(rc);
+        return rc;
     struct kvmm_mdl *o;
     uint32_t rights;
     rc = kvmm_mdl_get(handle, &o, &rights);
     if (rc)
-        return kvmm_mdl_retcode(rc);
+        return rc;
     if (!window_ok(offset, length, o->length))
         rc = -EINVAL;
     else if ((uint32_t)prot & ~rights)
@@ -157,19 +159,25 @@ KVMM_PUBLIC Retcode KnPmmMdlMap(Handle handle, rtl_size_t offset, rtl_size_t len
     kvmm_mdl_put(o);
     if (rc == 0)
         *address = (void *)base;
-    return kvmm_mdl_retcode(rc);
+    return rc;
 }
 
-KVMM_PUBLIC Retcode KnPmmMdlClone(Handle origin, rtl_size_t offset, rtl_size_t length, Handle *clone)
+KVMM_PUBLIC Retcode KnPmmMdlMap(Handle handle, rtl_size_t offset, rtl_size_t length, void *hint,
+                                int prot, void **address)
+{
+    return kvmm_retcode(map_handle(handle, offset, length, hint, prot, address));
+}
+
+static int clone_window(Handle origin, size_t offset, size_t length, Handle *out)
 {
     int rc = kvmm_policy_enter(KVMM_M_MDL_CLONE);
-    if (rc || !clone || !window_aligned(offset, length))
-        return kvmm_mdl_retcode(rc ? rc : -EINVAL);
+    if (rc || !out || !window_aligned(offset, length))
+        return rc ? rc : -EINVAL;
     struct kvmm_mdl *o, *c = NULL;
     uint32_t rights;
     rc = kvmm_mdl_get(origin, &o, &rights);
     if (rc)
-        return kvmm_mdl_retcode(rc);
+        return rc;
     int fd = -1;
     if (!window_ok(offset, length, o->length))
         rc = -EINVAL;
@@ -182,6 +190,11 @@ KVMM_PUBLIC Retcode KnPmmMdlClone(Handle origin, rtl_size_t offset, rtl_size_t l
     kvmm_mdl_put(o);
     Handle h;
     if (rc == 0 && (rc = kvmm_mdl_publish(c, rights, &h)) == 0)
-        *clone = h;
-    return kvmm_mdl_retcode(rc);
+        *out = h;
+    return rc;
+}
+
+KVMM_PUBLIC Retcode KnPmmMdlClone(Handle origin, rtl_size_t offset, rtl_size_t length, Handle *clone)
+{
+    return kvmm_retcode(clone_window(origin, offset, length, clone));
 }

@@ -6,12 +6,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "handle_table.h"
 #include "mdl_internal.h"
 #include "os.h"
 #include "policy.h"
 #include "region_map.h"
 #include "stats.h"
+#include "transition.h"
 #include "visibility.h"
 
 #define PAGEMAP_PRESENT (1ull << 63)
@@ -113,32 +115,6 @@ static int copy_range(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi, i
     return rc;
 }
 
-/*
- * Maps fd over [lo, hi) span by span, each with the protection it had, and records each piece as
- * MDL-backed as soon as the kernel has replaced it. MAP_FIXED replaces the old pages atomically
- * (and drops their mlock). A refusal part-way leaves the pieces done MDL-backed — recorded so,
- * contents intact — and the rest as it was. Region locked.
- */
-static int replace_range(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, int fd)
-{
-    for (uintptr_t cur = lo; cur < hi;) {
-        int rc = kvmm_region_prepare(r);
-        if (rc)
-            return rc;
-        const struct kvmm_span *s = kvmm_region_span_at(r, cur);
-        uintptr_t end = s->end < hi ? s->end : hi;
-        struct kvmm_attrs a = {KVMM_MDL, s->a.prot, 0};
-        if (mmap((void *)cur, end - cur, kvmm_kernel_prot(a), MAP_SHARED | MAP_FIXED, fd,
-                 (off_t)(cur - lo)) == MAP_FAILED) {
-            kvmm_count(kernel_refusals, 1);
-            return -ENOMEM;
-        }
-        kvmm_region_set(r, cur, end, a);
-        cur = end;
-    }
-    return 0;
-}
-
 /* The buffer exists (quota charged, contents copied, handle open) before the memory changes,
  * so running out of quota, memory or fds leaves the range untouched. Region locked. */
 static int create_locked(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, uint32_t rights, int *fd, Handle *h)
@@ -159,7 +135,7 @@ static int create_locked(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, uint
     /* The pages stop being private committed memory: the buffer's MDL bytes hold them now,
      * also those of a part-way refusal, which stay MDL-backed. */
     uint64_t left;
-    rc = replace_range(r, lo, hi, *fd);
+    rc = kvmm_transition_to_mdl(r, lo, hi, *fd);
     kvmm_region_count(r, lo, hi, &left, NULL);
     kvmm_quota_uncharge(KVMM_Q_COMMITTED, size - left);
     if (rc)
@@ -167,12 +143,10 @@ static int create_locked(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, uint
     return rc;
 }
 
-static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
+int kvmm_mdl_create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
 {
     uintptr_t hi;
-    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE_FROM_VM);
-    if (rc)
-        return rc;
+    int rc;
     if (!out || !kvmm_mdl_prot_valid(flags) || size == 0 || !kvmm_mdl_aligned(lo) ||
         !kvmm_mdl_aligned(size) || __builtin_add_overflow(lo, size, &hi))
         return -EINVAL;
@@ -195,7 +169,13 @@ static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
     return rc;
 }
 
+static int create_from_vm(uintptr_t lo, size_t size, int flags, Handle *out)
+{
+    int rc = kvmm_policy_enter(KVMM_M_MDL_CREATE_FROM_VM);
+    return rc ? rc : kvmm_mdl_create_from_vm(lo, size, flags, out);
+}
+
 KVMM_PUBLIC Retcode KnPmmMdlCreateFromVm(void *va, rtl_size_t size, int flags, Handle *handle)
 {
-    return kvmm_mdl_retcode(create_from_vm((uintptr_t)va, size, flags, handle));
+    return kvmm_retcode(create_from_vm((uintptr_t)va, size, flags, handle));
 }

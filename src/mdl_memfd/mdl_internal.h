@@ -67,6 +67,9 @@ int kvmm_mdl_publish(struct kvmm_mdl *o, uint32_t rights, Handle *out);
  * was revoked (here or in the process it came from). The caller drops o with kvmm_mdl_put. */
 int kvmm_mdl_get(Handle h, struct kvmm_mdl **o, uint32_t *rights);
 void kvmm_mdl_put(struct kvmm_mdl *o);
+
+/* mdl_fd.c — the memfd helpers (used by buffers and revocation pages alike, so neither file
+ * depends on the other through them). */
 /* A new memfd of size bytes (page multiple), read-write, mode 0444, sealed against shrink, grow
  * and further seals, and against exec (MFD_NOEXEC_SEAL) unless rights hold KVMM_RIGHT_EXECUTE. */
 int kvmm_mdl_memfd(const char *name, uint64_t size, uint32_t rights, int *fd);
@@ -78,14 +81,10 @@ int kvmm_mdl_write_all(int fd, const void *buf, size_t len, uint64_t off);
 /* A buffer's or a mapping's protection: READ, READ|WRITE, READ|EXECUTE or READ|WRITE|EXECUTE. */
 bool kvmm_mdl_prot_valid(int prot);
 bool kvmm_mdl_aligned(uint64_t v);
-/* kvmm_retcode, with running out of file descriptors reported as rcQuotaExceeded. */
-Retcode kvmm_mdl_retcode(int rc);
 
 /* mdl_quota.c — a buffer counts once, from its first handle here to its last. */
 int kvmm_mdl_hold(int fd, uint64_t bytes, struct kvmm_mdl_held **out);
 void kvmm_mdl_unhold(struct kvmm_mdl_held *h);
-void kvmm_mdl_hold_fork_prepare(void);
-void kvmm_mdl_hold_fork_release(void);
 
 /* mdl_revoke.c — all under one process-wide lock, never held while calling the handle table. */
 /* Whether o or any origin of o has been revoked (atomic loads, no lock). */

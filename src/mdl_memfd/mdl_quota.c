@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "avl.h"
+#include "fork.h"
 #include "mdl_internal.h"
 #include "policy.h"
 
@@ -76,12 +77,4 @@ void kvmm_mdl_unhold(struct kvmm_mdl_held *h)
     }
 }
 
-void kvmm_mdl_hold_fork_prepare(void)
-{
-    pthread_mutex_lock(&lock);
-}
-
-void kvmm_mdl_hold_fork_release(void)
-{
-    pthread_mutex_unlock(&lock);
-}
+KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_MDL_HOLD);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fork.h"
 #include "mdl_internal.h"
 #include "os.h"
 
@@ -45,7 +46,7 @@ static void unref(struct kvmm_mdl_rpage *p)
     npages--;
     if (current == p)
         current = NULL;
-    munmap(p->words, kvmm_os_page_size());
+    kvmm_os_release((uintptr_t)p->words, kvmm_os_page_size());
     close(p->fd);
     free(p);
 }
@@ -64,22 +65,21 @@ static int page_new_local(struct kvmm_mdl_rpage **out)
         return rc;
     }
     struct stat st;
-    void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        rc = -errno;
-    else if ((rc = kvmm_mdl_fd_for(fd, KVMM_RIGHT_READ, &ro)) == 0 && fstat(ro, &st) != 0)
+    uintptr_t m = 0;
+    if ((rc = kvmm_os_map_file(fd, 0, page, PROT_READ | PROT_WRITE, 0, &m)) == 0 &&
+        (rc = kvmm_mdl_fd_for(fd, KVMM_RIGHT_READ, &ro)) == 0 && fstat(ro, &st) != 0)
         rc = -errno;
     /* Only the mapping writes; the read-write description is not needed past this point. */
     close(fd);
     if (rc) {
-        if (m != MAP_FAILED)
-            munmap(m, page);
+        if (m)
+            kvmm_os_release(m, page);
         if (ro >= 0)
             close(ro);
         free(p);
         return rc;
     }
-    p->words = m;
+    p->words = (uint32_t *)m;
     p->fd = ro;
     p->dev = st.st_dev;
     p->ino = st.st_ino;
@@ -235,14 +235,14 @@ static int page_attach(int fd, const struct stat *st, struct kvmm_mdl_rpage **ou
         }
     }
     struct kvmm_mdl_rpage *p = calloc(1, sizeof *p);
-    void *m = p ? mmap(NULL, kvmm_os_page_size(), PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
-    if (m == MAP_FAILED) {
-        int rc = p ? -errno : -ENOMEM;
+    uintptr_t m;
+    int rc = p ? kvmm_os_map_file(fd, 0, kvmm_os_page_size(), PROT_READ, 0, &m) : -ENOMEM;
+    if (rc) {
         free(p);
         close(fd);
         return rc;
     }
-    p->words = m;
+    p->words = (uint32_t *)m;
     p->fd = fd;
     p->dev = st->st_dev;
     p->ino = st->st_ino;
@@ -302,7 +302,7 @@ static void fork_page(struct kvmm_mdl_rpage *p)
         return;
     if (kvmm_mdl_write_all(fd, p->words, page, 0) == 0 && kvmm_mdl_fd_for(fd, KVMM_RIGHT_READ, &ro) == 0 &&
         fstat(ro, &st) == 0 &&
-        mmap(p->words, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED) {
+        kvmm_os_map_file_over((uintptr_t)p->words, page, PROT_READ | PROT_WRITE, fd, 0) == 0) {
         close(p->fd);
         p->fd = ro;
         p->dev = st.st_dev;
@@ -333,12 +333,11 @@ static void fork_child(void)
     pthread_mutex_unlock(&lock);
 }
 
-/* Registered before lib/fork.c's handlers (a constructor with a priority runs before those
- * without), so that at fork this lock is taken last: the handle table's lock is taken before it
- * on every path (the revoke hook runs under the table lock). */
-__attribute__((constructor(101))) static void install_fork_handlers(void)
+static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_parent, fork_child};
+
+__attribute__((constructor)) static void register_fork_hooks(void)
 {
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_MDL_REVOKE);
 }
 
 uint32_t kvmm_mdl_rpage_count(void)

@@ -40,20 +40,27 @@ static uint32_t seg_rights(int flags)
     return (uint32_t)(flags & VMM_FLAG_RWX_MASK) | KVMM_RIGHT_TRANSFER;
 }
 
-KVMM_PUBLIC Retcode KnVmSegInitFromVm(VmSeg *seg, void *loadAddr, void *addr, rtl_size_t size, int flags)
+/* Built on MdlCreateFromVm, which must be allowed too; the audit lines name SegInit, the
+ * method the program called. */
+static int init_from_vm(VmSeg *seg, void *loadAddr, void *addr, size_t size, int flags)
 {
-    int denied = kvmm_policy_enter(KVMM_M_SEG_INIT);
-    if (denied)
-        return kvmm_retcode(denied);
+    int rc = kvmm_policy_enter(KVMM_M_SEG_INIT);
+    if (rc)
+        return rc;
     if (check_placement(seg, loadAddr, size, flags) || !addr || !page_aligned((uintptr_t)addr))
-        return rcInvalidArgument;
+        return -EINVAL;
     Handle h;
-    Retcode rc = KnPmmMdlCreateFromVm(addr, size, flags, &h);
-    if (RC_FAILED(rc))
+    if ((rc = kvmm_policy_allows(KVMM_M_MDL_CREATE_FROM_VM)) ||
+        (rc = kvmm_mdl_create_from_vm((uintptr_t)addr, size, flags, &h)))
         return rc;
     VmSeg s = {.h = h, .flags = (rtl_uint32_t)flags, .loadAddr = loadAddr, .size = size};
     *seg = s;
-    return rcOk;
+    return 0;
+}
+
+KVMM_PUBLIC Retcode KnVmSegInitFromVm(VmSeg *seg, void *loadAddr, void *addr, rtl_size_t size, int flags)
+{
+    return kvmm_retcode(init_from_vm(seg, loadAddr, addr, size, flags));
 }
 
 static int init_from_buf(VmSeg *seg, void *loadAddr, size_t offset, size_t size, int flags, size_t fileOffset,
@@ -71,7 +78,7 @@ static int init_from_buf(VmSeg *seg, void *loadAddr, size_t offset, size_t size,
      * the segment's rights from the start, so no writable description of it ever exists here. */
     Handle h;
     if ((rc = kvmm_mdl_create(size, seg_rights(flags), buf, bufSize, offset, &h)))
-        return rc == -EMFILE || rc == -ENFILE ? -EDQUOT : rc; /* out of descriptors: a quota */
+        return rc;
     VmSeg s = {.h = h, .flags = (rtl_uint32_t)flags, .loadAddr = loadAddr, .size = size, .offset = offset,
                .fileOffset = fileOffset, .buildIdSize = buildIdSize};
     if (buildIdSize)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "fork.h"
 #include "uffd/uffd.h"
 #include "visibility.h"
 
@@ -62,6 +63,7 @@ static void read_environment(void)
 
 void kvmm_lazy_config(kosvmm_lazy_config *out)
 {
+    kvmm_fork_guard(); /* the lock may be taken before any region exists (statistics, get) */
     pthread_mutex_lock(&lock);
     if (!environment_read)
         read_environment();
@@ -77,8 +79,13 @@ KVMM_PUBLIC Retcode kosvmm_get_lazy_config(kosvmm_lazy_config *out)
     return rcOk;
 }
 
+/* The handler thread takes the lock at every fault: a fork at that moment must not leave the
+ * child's copy taken, or the child's first lazy commit waits for it forever. */
+KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_LAZY_CONFIG);
+
 KVMM_PUBLIC Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *in)
 {
+    kvmm_fork_guard();
     if (!in || !valid(in))
         return kvmm_retcode(-EINVAL);
     pthread_mutex_lock(&lock);

@@ -14,6 +14,9 @@
 #include <unistd.h>
 #include <vmm/flags.h>
 
+#include "fork.h"
+#include "lazy.h"
+#include "os.h"
 #include "uffd/engine.h"
 #include "uffd/uffd.h"
 
@@ -109,8 +112,8 @@ static int start(bool user_mode_only)
     int control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!kvmm_engine.zeros) {
         /* Never written: every page is the shared zero page, so the copy source costs nothing. */
-        void *z = mmap(NULL, KVMM_UFFD_CHUNK, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        kvmm_engine.zeros = z == MAP_FAILED ? NULL : z;
+        uintptr_t z;
+        kvmm_engine.zeros = kvmm_os_map_zeros(KVMM_UFFD_CHUNK, &z) == 0 ? (const void *)z : NULL;
     }
     int rc = control < 0 || !kvmm_engine.zeros ? -ENOMEM : 0;
     if (rc == 0) {
@@ -196,7 +199,7 @@ void kvmm_uffd_adopt(struct kvmm_region *r)
     pthread_mutex_unlock(&lock);
 }
 
-uint32_t kvmm_uffd_engine(void)
+static uint32_t engine_kind(void)
 {
     kosvmm_lazy_config cfg;
     kvmm_lazy_config(&cfg);
@@ -208,12 +211,12 @@ uint32_t kvmm_uffd_engine(void)
     return ok ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL;
 }
 
-void kvmm_uffd_fork_prepare(void)
+static void fork_prepare(void)
 {
     pthread_mutex_lock(&lock);
 }
 
-void kvmm_uffd_fork_parent(void)
+static void fork_parent(void)
 {
     pthread_mutex_unlock(&lock);
 }
@@ -221,7 +224,7 @@ void kvmm_uffd_fork_parent(void)
 /* Without UFFD_FEATURE_EVENT_FORK the child's mappings are not registered: its untouched lazy
  * pages fault like ordinary memory and read as zero. The child has no handler thread; its own
  * engine starts at its first lazy commit. */
-void kvmm_uffd_fork_child(void)
+static void fork_child(void)
 {
     if (running) {
         close(kvmm_engine.fd);
@@ -233,6 +236,19 @@ void kvmm_uffd_fork_child(void)
     kvmm_uffd_readahead_clear();
     bump_generation();
     pthread_mutex_unlock(&lock);
+}
+
+const struct kvmm_lazy_engine kvmm_lazy_engine = {
+    .adopt = kvmm_uffd_adopt,
+    .active = kvmm_uffd_active,
+    .kind = engine_kind,
+};
+
+static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_parent, fork_child};
+
+__attribute__((constructor)) static void register_fork_hooks(void)
+{
+    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_LAZY_ENGINE);
 }
 
 /* At exit or unload: stop the handler, then close the userfaultfd, which unregisters every range

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* src/uffd/uffd.h — the userfaultfd lazy-commit engine: what the region map asks of it. */
+/* src/uffd/uffd.h — the userfaultfd lazy-commit engine: its kvmm_lazy_engine (lib/lazy.h) and configuration. */
 #ifndef KVMM_UFFD_H
 #define KVMM_UFFD_H
 
@@ -36,13 +36,5 @@ bool kvmm_uffd_active(const struct kvmm_region *r);
  * error for the caller: r then stays with kernel demand paging (same visible semantics).
  */
 void kvmm_uffd_adopt(struct kvmm_region *r);
-
-/* The engine new lazy commits get: KOSVMM_ENGINE_UFFD when it is wanted and usable. */
-uint32_t kvmm_uffd_engine(void);
-
-/* fork() handlers, called by lib/fork.c in lock order (after the map lock). */
-void kvmm_uffd_fork_prepare(void);
-void kvmm_uffd_fork_parent(void);
-void kvmm_uffd_fork_child(void);
 
 #endif
