@@ -136,8 +136,8 @@ static const char *rc_name(Retcode rc)
     };
     if (rc == rcOk)
         return "rcOk";
-    if (RC_FAILED(rc) && (rc & ~RC_FAIL_BIT) < sizeof names / sizeof names[0])
-        return names[rc & ~RC_FAIL_BIT];
+    if (RC_FAILED(rc) && (size_t)RC_GET_CODE(rc) < sizeof names / sizeof names[0])
+        return names[RC_GET_CODE(rc)];
     return "an undocumented code";
 }
 

@@ -141,7 +141,7 @@ Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
  *   kosvmm-audit: pid=<pid> tid=<tid> uid=<uid> comm=<name> method=<Method> verdict=<rc name>
  *   rule=<key> detail=<what was asked against what is allowed>
  */
-#define KOSVMM_UNLIMITED ((rtl_uint64_t)-1)
+#define KOSVMM_UNLIMITED KOSVMM_CAST(rtl_uint64_t, -1)
 
 /* Methods, named as the vmm.VMM endpoint names them (Free is KnVmUnmap); Reset, SegInit and the
  * handle calls are kosvmm's own names for the other calls of vmm_api.h and handle transfer. */
