@@ -1135,16 +1135,28 @@ static void op_close(src *s)
         m_close_handle(&D.m, mh);
 }
 
+/* KnHandleRevoke, or KnHandleRevokeEx with either close value: the handle's descendants are
+ * revoked (its word set); it is closed, or kept with a fresh word for later descendants. A handle
+ * revoked through an origin is refused and kept. */
 static void op_revoke(src *s)
 {
     m_handle *mh;
     Handle h = pick_handle(s, &mh);
-    Retcode want = !mh ? rcInvalidArgument : m_handle_self_revoked(&D.m, mh) ? rcHandleRevoked : rcOk;
-    oplog("KnHandleRevoke(%#x) want %s", h, rcn(want));
-    Retcode rc = KnHandleRevoke(h);
+    int how = (int)rnd(s, 4); /* 0, 1: KnHandleRevoke; 2: Ex(rtl_false); 3: Ex(rtl_true) */
+    if (how == 2 && D.m.nwords >= M_MAX_WORDS)
+        how = 3; /* no word left to give the kept handle */
+    Retcode want = !mh ? rcInvalidArgument : m_handle_revoked(&D.m, mh) ? rcHandleRevoked : rcOk;
+    oplog("%s(%#x) want %s", how == 2 ? "KnHandleRevokeEx(false)" : how == 3 ? "KnHandleRevokeEx(true)"
+                                                                             : "KnHandleRevoke", h, rcn(want));
+    Retcode rc = how < 2 ? KnHandleRevoke(h) : KnHandleRevokeEx(h, how == 3 ? rtl_true : rtl_false);
     expect_rc("KnHandleRevoke", rc, want, want);
-    if (rc == rcOk)
-        D.m.word[mh->own] = 1;
+    if (rc != rcOk)
+        return;
+    D.m.word[mh->own] = 1;
+    if (how == 2)
+        mh->own = D.m.nwords++;
+    else
+        m_close_handle(&D.m, mh);
 }
 
 /* KnPmmMdlCreateFromVm, or KnVmSegInitFromVm on top of it (seg). */
