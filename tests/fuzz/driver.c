@@ -819,6 +819,22 @@ static void op_allocate(src *s)
 
 enum range_op { R_COMMIT, R_DECOMMIT, R_RESET, R_PROTECT, R_UNMAP };
 
+/* KnVmFree(a): the whole region whose first usable byte is a. */
+static void op_free(uintptr_t a)
+{
+    model *m = &D.m;
+    uint32_t idx = 0;
+    m_region *r = a && a % D.P == 0 ? m_find(m, a, &idx) : NULL;
+    Retcode want = !a || a % D.P ? rcInvalidArgument : !r ? rcResourceNotFound : idx ? rcInvalidArgument : rcOk;
+    oplog("KnVmFree(%#lx) want %s [region %#lx]", (unsigned long)a, rcn(want), r ? (unsigned long)r->base : 0ul);
+    if (r)
+        span(r->base, r->npages * D.P);
+    Retcode rc = KnVmFree((void *)a);
+    expect_rc("KnVmFree", rc, want, want);
+    if (rc == rcOk)
+        m_unmap(m, r, 0, r->npages);
+}
+
 static void op_range(src *s, enum range_op op)
 {
     static const char *const names[] = {"KnVmCommit", "KnVmDecommit", "KnVmReset", "KnVmProtect", "KnVmUnmap"};
@@ -826,6 +842,10 @@ static void op_range(src *s, enum range_op op)
     uintptr_t a;
     size_t sz;
     pick_range(s, &a, &sz);
+    if (op == R_UNMAP && rnd(s, 4) == 0) {
+        op_free(a);
+        return;
+    }
     int prot = op == R_PROTECT ? pick_prot(s) : VMM_FLAG_LOCKED;
     m_region *r;
     uint32_t lo = 0, hi = 0;
