@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rtl/retcode.h — the Retcode type, its field layout and the SDK's return-code names. */
 #ifndef KOSVMM_RTL_RETCODE_H
 #define KOSVMM_RTL_RETCODE_H
