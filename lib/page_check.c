@@ -22,8 +22,8 @@ __attribute__((constructor)) static void check_page_size(void)
     size_t host = kvmm_os_page_size();
     if (!kvmm_page_size_matches(host))
         fprintf(stderr,
-                "kosvmm: the host page size is %zu bytes, but hal/page.h's PAGE_SIZE is %lu: "
+                "kosvmm: the host page size is %zu bytes, not hal/page.h's default PAGE_SIZE of %lu: "
                 "addresses and sizes must be multiples of %zu, others are refused with "
-                "rcInvalidArgument (build with -DPAGE_SHIFT to match the host)\n",
-                host, PAGE_SIZE, host);
+                "rcInvalidArgument (build programs with -DPAGE_SHIFT=%d)\n",
+                host, PAGE_SIZE, host, __builtin_ctzl(host));
 }

@@ -8,7 +8,8 @@
  * x86-64 and on most arm64 kernels. Spelled as glibc's <sys/user.h> spells them, so a program
  * including both sees identical definitions.
  *
- * The host must agree: kosvmm checks sysconf(_SC_PAGESIZE) against PAGE_SIZE when it is loaded.
+ * The host must agree: libkosvmm.so checks sysconf(_SC_PAGESIZE) against PAGE_SIZE when it is
+ * loaded (a static link includes the check only if it pulls in lib/page_check.c).
  * Where the host's pages are larger (arm64 kernels built for 16 KiB or 64 KiB pages), kosvmm
  * prints one warning on stderr at load and keeps working at the host's granularity: every
  * address and size given to KnVm* and KnPmmMdl* calls must then be a multiple of the host's page,
