@@ -229,6 +229,24 @@ static int unmap_locked(struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
     return 0;
 }
 
+/* Unmaps [lo, hi) of r and settles the quotas; the map is write-locked and r locked (and
+ * unlocked here). */
+static int unmap_range(struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
+{
+    uint64_t committed;
+    kvmm_region_count(r, lo, hi, &committed, NULL);
+    int rc = unmap_locked(r, lo, hi);
+    if (rc >= 0) { /* munmap is all or nothing */
+        kvmm_quota_uncharge(KVMM_Q_RESERVED, hi - lo);
+        kvmm_quota_uncharge(KVMM_Q_COMMITTED, committed);
+    }
+    if (rc == 1)
+        rc = 0; /* r is gone, its lock with it */
+    else
+        pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
 KVMM_PUBLIC Retcode KnVmUnmap(void *addr, rtl_size_t size)
 {
     uintptr_t lo = (uintptr_t)addr, hi;
@@ -241,17 +259,25 @@ KVMM_PUBLIC Retcode KnVmUnmap(void *addr, rtl_size_t size)
     rc = !r ? -ENOENT : hi > r->end ? -EINVAL : 0;
     if (!rc) {
         pthread_mutex_lock(&r->lock);
-        uint64_t committed;
-        kvmm_region_count(r, lo, hi, &committed, NULL);
-        rc = unmap_locked(r, lo, hi);
-        if (rc >= 0) { /* munmap is all or nothing */
-            kvmm_quota_uncharge(KVMM_Q_RESERVED, hi - lo);
-            kvmm_quota_uncharge(KVMM_Q_COMMITTED, committed);
-        }
-        if (rc == 1)
-            rc = 0; /* r is gone, its lock with it */
-        else
-            pthread_mutex_unlock(&r->lock);
+        rc = unmap_range(r, lo, hi);
+    }
+    kvmm_map_unlock();
+    return kvmm_retcode(rc);
+}
+
+KVMM_PUBLIC Retcode KnVmFree(void *addr)
+{
+    uintptr_t lo = (uintptr_t)addr;
+    int rc = kvmm_policy_enter(KVMM_M_FREE);
+    if (rc || (rc = !lo || !page_aligned(lo) ? -EINVAL : 0))
+        return kvmm_retcode(rc);
+    kvmm_map_wrlock();
+    struct kvmm_region *r = kvmm_map_find(lo);
+    /* Only the address KnVmAllocate (or KnPmmMdlMap) returned names a whole region. */
+    rc = !r ? -ENOENT : r->node.key != lo ? -EINVAL : 0;
+    if (!rc) {
+        pthread_mutex_lock(&r->lock);
+        rc = unmap_range(r, lo, r->end);
     }
     kvmm_map_unlock();
     return kvmm_retcode(rc);

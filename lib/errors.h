@@ -6,11 +6,36 @@
 #include <rtl/retcode.h>
 
 /*
- * Internal code speaks negative errno; these are the meanings kosvmm gives them:
- *   -EINVAL  rcInvalidArgument    -ENOENT      rcResourceNotFound   -EEXIST  rcAlreadyExists
- *   -ENOMEM  rcOutOfMemory        -EOPNOTSUPP  rcInvalidOperation   -EACCES  rcNoCapability
- *   -EPERM   rcSecurityDisallow   -EKEYREVOKED rcHandleRevoked      -EDQUOT  rcQuotaExceeded
- *   -ENOSYS  rcUnimplemented      -EBUSY       rcBusy               other    rcFail
+ * Internal code speaks 0 or negative errno; kvmm_retcode gives each its Retcode through one
+ * table, errno_map in lib/errors.c, which is the reference. In short:
+ *
+ *   errno                 Retcode              why
+ *   EINVAL, EBADF         rcInvalidArgument    malformed argument, bad descriptor or handle value
+ *   ENOMEM                rcOutOfMemory        RAM, kernel map entries
+ *   ENOENT                rcResourceNotFound   no region / object / peer
+ *   EEXIST                rcAlreadyExists      a fixed address or name already taken
+ *   EOPNOTSUPP            rcInvalidOperation   valid call, wrong state or object kind
+ *   EACCES                rcNoCapability       the handle's rights forbid it
+ *   EPERM                 rcSecurityDisallow   the policy forbids it
+ *   EKEYREVOKED           rcHandleRevoked      the handle or an origin was revoked
+ *   EDQUOT, EMFILE,       rcQuotaExceeded      a configured limit: the policy's quotas, and
+ *   ENFILE                                     RLIMIT_NOFILE / fs.file-max (each handle is a fd)
+ *   ENOSYS                rcUnimplemented      the host kernel lacks the mechanism
+ *   EBUSY                 rcBusy               transiently busy, retry
+ *   ENOTCONN              rcNotConnected
+ *   ERANGE                rcBufferTooSmall     the result does not fit the caller's buffer
+ *   E2BIG, EMSGSIZE       rcBufferTooLarge     the input is larger than accepted
+ *   ENOTRECOVERABLE       rcInternalError      kosvmm's own state is inconsistent
+ *   EINTR                 rcIpcInterrupt
+ *   EAGAIN                rcNotReady           would block
+ *   ETIMEDOUT             rcTimeout
+ *   ECANCELED             rcAbort
+ *   ENODEV, ENXIO         rcDeviceNotFound
+ *   anything else         rcFail
+ *
+ * The SDK's other names (rcTransferError, rcReceiveError, rcSourceFault, rcTargetFault,
+ * rcRestart, rcFutexWouldBlock, rcInvalidThreadState) have no Linux errno that means them, so no
+ * kosvmm call returns them: they exist for source compatibility.
  */
 Retcode kvmm_retcode(int neg_errno);
 

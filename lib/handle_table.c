@@ -13,7 +13,7 @@
 #define GEN_SHIFT KVMM_HANDLE_INDEX_BITS
 #define GEN_MAX 0xFFEu /* 0xFFF would let slot 0xFFFFF collide with INVALID_HANDLE */
 
-enum slot_state { SLOT_FREE, SLOT_OPEN, SLOT_REVOKED };
+enum slot_state { SLOT_FREE, SLOT_OPEN };
 
 struct slot {
     uint32_t gen;
@@ -98,13 +98,41 @@ int kvmm_handle_get(Handle h, const struct kvmm_handle_ops *ops, void **object, 
     pthread_mutex_lock(&table.lock);
     struct slot *s = lookup(h);
     /* A handle of another object type is as invalid here as a forged one. */
-    int rc = !s || s->ops != ops ? -EINVAL : s->state == SLOT_REVOKED ? -EKEYREVOKED : 0;
+    int rc = !s || s->ops != ops ? -EINVAL : 0;
     if (rc == 0) {
         if (ops->acquire)
             ops->acquire(s->object);
         *object = s->object;
         *rights = s->rights;
     }
+    pthread_mutex_unlock(&table.lock);
+    return rc;
+}
+
+/* Frees s's slot; table locked. The caller uncharges the quota and releases the object. */
+static void free_slot_locked(struct slot *s)
+{
+    s->state = SLOT_FREE;
+    s->object = NULL;
+    s->next_free = table.free_head;
+    table.free_head = (uint32_t)(s - table.slots) + 1;
+    table.open--;
+}
+
+/* After a slot was freed: outside the lock, since dropping the last reference may unmap or
+ * close an fd. */
+static void after_free(const struct kvmm_handle_ops *ops, void *object)
+{
+    kvmm_quota_uncharge(KVMM_Q_HANDLES, 1);
+    if (ops->release)
+        ops->release(object);
+}
+
+int kvmm_handle_check(Handle h)
+{
+    pthread_mutex_lock(&table.lock);
+    struct slot *s = lookup(h);
+    int rc = !s ? -EINVAL : s->ops->is_revoked && s->ops->is_revoked(s->object) ? -EKEYREVOKED : 0;
     pthread_mutex_unlock(&table.lock);
     return rc;
 }
@@ -118,32 +146,34 @@ int kvmm_handle_close(Handle h)
     if (s) {
         object = s->object;
         ops = s->ops;
-        s->state = SLOT_FREE;
-        s->object = NULL;
-        s->next_free = table.free_head;
-        table.free_head = (uint32_t)(s - table.slots) + 1;
-        table.open--;
+        free_slot_locked(s);
     }
     pthread_mutex_unlock(&table.lock);
-    if (s)
-        kvmm_quota_uncharge(KVMM_Q_HANDLES, 1);
-    /* Released outside the lock: dropping the last reference may unmap or close an fd. */
-    if (ops && ops->release)
-        ops->release(object);
-    return s ? 0 : -EINVAL;
+    if (!s)
+        return -EINVAL;
+    after_free(ops, object);
+    return 0;
 }
 
-int kvmm_handle_revoke(Handle h)
+int kvmm_handle_revoke(Handle h, bool close)
 {
     pthread_mutex_lock(&table.lock);
     struct slot *s = lookup(h);
-    int rc = !s ? -EINVAL : s->state == SLOT_REVOKED ? -EKEYREVOKED : 0;
+    void *object = NULL;
+    const struct kvmm_handle_ops *ops = NULL;
+    int rc = !s ? -EINVAL : s->ops->is_revoked && s->ops->is_revoked(s->object) ? -EKEYREVOKED : 0;
     if (rc == 0) {
-        s->state = SLOT_REVOKED;
-        if (s->ops->revoke)
-            s->ops->revoke(s->object);
+        object = s->object;
+        ops = s->ops;
+        /* Revoked and closed under one lock hold: no lookup sees h between the two. */
+        if (ops->revoke)
+            ops->revoke(object, close);
+        if (close)
+            free_slot_locked(s);
     }
     pthread_mutex_unlock(&table.lock);
+    if (rc == 0 && close)
+        after_free(ops, object);
     return rc;
 }
 

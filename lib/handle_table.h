@@ -4,6 +4,7 @@
 #define KVMM_HANDLE_TABLE_H
 
 #include <handle/handletype.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /*
@@ -19,22 +20,30 @@ struct kvmm_handle_ops {
      * closed; the object lives while any handle or lookup holds it. */
     void (*acquire)(void *object);
     void (*release)(void *object);
-    /* Optional. Called under the table lock just after a handle to object is marked revoked (not
-     * again for a handle already revoked), so the object can revoke what derives from it (clones,
-     * copies in other processes). Must not call into the handle table. */
-    void (*revoke)(void *object);
+    /* Optional. Called under the table lock by kvmm_handle_revoke, so the object revokes what
+     * derives from it (clones, copies in other processes). close: the handle is closed right
+     * after, so nothing may derive from it any more; otherwise it stays usable and what derives
+     * from it later is not revoked. Must not call into the handle table. */
+    void (*revoke)(void *object, bool close);
+    /* Optional. Whether the handle itself is revoked (an origin of it was); atomic reads only,
+     * called under the table lock. */
+    bool (*is_revoked)(const void *object);
 };
 
 /* A new handle to object with rights. 0, or -ENOMEM (-EMFILE past KVMM_HANDLE_MAX_SLOTS), or
  * -EDQUOT (the policy's max_handles). */
 int kvmm_handle_open(const struct kvmm_handle_ops *ops, void *object, uint32_t rights, Handle *out);
 /* Looks h up and acquires its object (the caller releases it). -EINVAL for a bad, forged or closed
- * value, -EKEYREVOKED when revoked. */
+ * value, or a handle of other ops. Revocation is the object's to check (is_revoked). */
 int kvmm_handle_get(Handle h, const struct kvmm_handle_ops *ops, void **object, uint32_t *rights);
+/* 0 when h is an open handle of this process, -EINVAL (bad, forged, closed), -EKEYREVOKED. */
+int kvmm_handle_check(Handle h);
 /* Closes h (revoked or not). -EINVAL as above. */
 int kvmm_handle_close(Handle h);
-/* Revokes h: later lookups fail with -EKEYREVOKED until it is closed. */
-int kvmm_handle_revoke(Handle h);
+/* Revokes what derives from h (the ops' revoke hook) and, when close, closes h: the SDK's
+ * KnHandleRevokeEx. -EINVAL as above, -EKEYREVOKED when h itself is revoked (nothing changes:
+ * close it with kvmm_handle_close). */
+int kvmm_handle_revoke(Handle h, bool close);
 /* For fork(): the table lock, held across it so the child never inherits it taken. */
 void kvmm_handle_table_lock(void);
 void kvmm_handle_table_unlock(void);

@@ -680,6 +680,75 @@ START_TEST(test_handle_revoke_invalid)
 }
 END_TEST
 
+START_TEST(test_handle_revoke_ex_subtree_invalid)
+{
+    build_env();
+    snap before;
+    take(&before);
+    for (int i = 0; i < N_HANDLES; i++) {
+        char row[96];
+        Handle h = handle_value(i);
+        snprintf(row, sizeof row, "KnHandleRevokeEx(%#x, rtl_false)", (unsigned)h);
+        CHECK_RC(row, KnHandleRevokeEx(h, rtl_false), rcInvalidArgument);
+        snprintf(row, sizeof row, "KnHandleRevokeEx(%#x, rtl_true)", (unsigned)h);
+        CHECK_RC(row, KnHandleRevokeEx(h, rtl_true), rcInvalidArgument);
+        snprintf(row, sizeof row, "KnHandleRevokeEx(%#x, -1)", (unsigned)h);
+        CHECK_RC(row, KnHandleRevokeEx(h, -1), rcInvalidArgument);
+        snprintf(row, sizeof row, "KnHandleRevokeSubtree(%#x, %#x)", (unsigned)h, (unsigned)handle_value(i + 1));
+        CHECK_RC(row, KnHandleRevokeSubtree(h, handle_value(i + 1)), rcInvalidArgument);
+        CHECK_RC(row, KnHandleRevokeSubtree(h, INVALID_HANDLE), rcInvalidArgument);
+    }
+    same(&before, "KnHandleRevokeEx / KnHandleRevokeSubtree");
+    /* A live handle: every badge refused, the handle and its buffer untouched. */
+    Handle h;
+    ck_assert_int_eq(KnPmmMdlCreate(P(), RW, &h), rcOk);
+    for (int i = 0; i < N_HANDLES; i++)
+        CHECK_RC("KnHandleRevokeSubtree(live, badge)", KnHandleRevokeSubtree(h, handle_value(i)), rcInvalidArgument);
+    CHECK_RC("KnHandleRevokeSubtree(live, itself)", KnHandleRevokeSubtree(h, h), rcInvalidArgument);
+    rtl_size_t size = 0;
+    ck_assert_int_eq(KnPmmMdlGetSize(h, &size), rcOk);
+    ck_assert_uint_eq(size, P());
+    ck_assert_int_eq(KnHandleClose(h), rcOk);
+}
+END_TEST
+
+/* KnVmFree: only the first usable byte of a region frees it; everything else changes nothing. */
+START_TEST(test_vm_free_invalid)
+{
+    build_env();
+    snap before;
+    take(&before);
+    static const struct {
+        long page;      /* page of S, or -1: RTL_NULL */
+        size_t byte;    /* added to it */
+        Retcode want;
+        const char *why;
+    } rows[] = {
+        {-1, 0, rcInvalidArgument, "RTL_NULL"},
+        {A_OFF, 1, rcInvalidArgument, "unaligned base"},
+        {A_OFF, 4095, rcInvalidArgument, "unaligned, last byte of the first page"},
+        {A_OFF + 1, 0, rcInvalidArgument, "inside A, not its base"},
+        {A_OFF + 7, 0, rcInvalidArgument, "last page of A"},
+        {B_OFF + 2, 0, rcInvalidArgument, "inside B"},
+        {GLO_OFF, 0, rcResourceNotFound, "A's low guard"},
+        {GHI_OFF, 0, rcResourceNotFound, "B's high guard"},
+        {FREE_OFF, 0, rcResourceNotFound, "free page"},
+        {FOREIGN_OFF, 0, rcResourceNotFound, "a Linux mapping kosvmm does not manage"},
+        {NS - 1, 0, rcResourceNotFound, "free page at the end"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char row[96];
+        void *a = rows[i].page < 0 ? RTL_NULL : spg(rows[i].page) + rows[i].byte;
+        snprintf(row, sizeof row, "KnVmFree(%s)", rows[i].why);
+        CHECK_RC(row, KnVmFree(a), rows[i].want);
+    }
+    CHECK_RC("KnVmFree(top of the address space)", KnVmFree((void *)(UINTPTR_MAX & ~(uintptr_t)(P() - 1))),
+             rcResourceNotFound);
+    CHECK_RC("KnVmFree(1)", KnVmFree((void *)1), rcInvalidArgument);
+    same(&before, "KnVmFree");
+}
+END_TEST
+
 /* The environment itself is what the rows assume (guards the meaning of every row above). */
 START_TEST(test_environment)
 {
@@ -742,6 +811,8 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_handle_close_invalid);
     tcase_add_test(tc, test_handle_revoke_invalid);
+    tcase_add_test(tc, test_handle_revoke_ex_subtree_invalid);
+    tcase_add_test(tc, test_vm_free_invalid);
     suite_add_tcase(s, tc);
 
     return s;

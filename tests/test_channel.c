@@ -683,8 +683,13 @@ START_TEST(handle_narrowing)
     ck_assert_uint_eq(kosvmm_channel_send_handle(a, INVALID_HANDLE, R, RTL_NULL, 0), rcInvalidArgument);
     ck_assert_uint_eq(KnHandleClose(r2), rcOk);
     ck_assert_uint_eq(kosvmm_channel_send_handle(b, r2, R, RTL_NULL, 0), rcInvalidArgument); /* closed */
-    ck_assert_uint_eq(KnHandleRevoke(r3), rcOk);
-    ck_assert_uint_eq(kosvmm_channel_send_handle(b, r3, R, RTL_NULL, 0), rcHandleRevoked);
+    ck_assert_uint_eq(KnHandleRevoke(r3), rcOk); /* and closed */
+    ck_assert_uint_eq(kosvmm_channel_send_handle(b, r3, R, RTL_NULL, 0), rcInvalidArgument);
+    Handle r4 = pass(a, b, h, R | T);
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_false), rcOk); /* r4 revoked, h kept */
+    ck_assert_uint_eq(kosvmm_channel_send_handle(b, r4, R, RTL_NULL, 0), rcHandleRevoked);
+    Handle r5 = pass(a, b, h, R); /* a copy made afterwards is live */
+    ck_assert_uint_eq(KnPmmMdlMap(r5, 0, size, RTL_NULL, R, &x), rcOk);
     ck_assert_uint_eq(kosvmm_channel_send(a, "end", 3), rcOk);
     Handle none;
     ck_assert_uint_eq(kosvmm_channel_recv(b, &none, RTL_NULL, 8, RTL_NULL), rcInvalidArgument); /* NULL payload */

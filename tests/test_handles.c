@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* tests/test_handles.c — the handle table: generation checks, forged/closed/revoked values, object lifetime. */
+/* tests/test_handles.c — the handle table: generation checks, forged/closed/revoked values, revoke-and-close, object lifetime. */
 #include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "errors.h"
@@ -11,6 +12,9 @@
 
 struct object {
     int refs;
+    bool revoked;     /* the handle itself is revoked (an origin was) */
+    int revokes;      /* calls of the revoke hook */
+    bool last_close;  /* its close argument */
 };
 
 static void acquire(void *o)
@@ -23,8 +27,19 @@ static void release(void *o)
     ((struct object *)o)->refs--;
 }
 
-static const struct kvmm_handle_ops ops = {acquire, release, NULL};
-static const struct kvmm_handle_ops other_ops = {acquire, release, NULL};
+static void obj_revoke(void *o, bool close)
+{
+    ((struct object *)o)->revokes++;
+    ((struct object *)o)->last_close = close;
+}
+
+static bool is_revoked(const void *o)
+{
+    return ((const struct object *)o)->revoked;
+}
+
+static const struct kvmm_handle_ops ops = {acquire, release, obj_revoke, is_revoked};
+static const struct kvmm_handle_ops other_ops = {acquire, release, NULL, NULL};
 
 START_TEST(open_get_close)
 {
@@ -76,7 +91,13 @@ START_TEST(forged_values_are_refused)
     for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
         ck_assert_uint_eq(KnHandleClose(forged[i]), rcInvalidArgument);
         ck_assert_uint_eq(KnHandleRevoke(forged[i]), rcInvalidArgument);
+        ck_assert_uint_eq(KnHandleRevokeEx(forged[i], rtl_false), rcInvalidArgument);
+        ck_assert_uint_eq(KnHandleRevokeEx(forged[i], rtl_true), rcInvalidArgument);
+        ck_assert_uint_eq(KnHandleRevokeSubtree(forged[i], h), rcInvalidArgument);
+        ck_assert_uint_eq(KnHandleRevokeSubtree(forged[i], INVALID_HANDLE), rcInvalidArgument);
     }
+    ck_assert_int_eq(obj.revokes, 0);
+    ck_assert_uint_eq(kvmm_handle_count(), 1);
     void *got;
     uint32_t rights;
     /* A handle of one object type is not accepted where another type is expected. */
@@ -86,20 +107,84 @@ START_TEST(forged_values_are_refused)
 }
 END_TEST
 
-START_TEST(revoked_handle_fails_until_closed)
+START_TEST(revoke_closes_the_handle)
 {
     struct object obj = {0};
     Handle h;
     ck_assert_int_eq(kvmm_handle_open(&ops, &obj, 1, &h), 0);
     ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
+    /* Descendants revoked (the hook), then the handle closed: slot, quota and object released. */
+    ck_assert_int_eq(obj.revokes, 1);
+    ck_assert(obj.last_close);
+    ck_assert_int_eq(obj.refs, 0);
+    ck_assert_uint_eq(kvmm_handle_count(), 0);
     void *got;
     uint32_t rights;
-    ck_assert_int_eq(kvmm_handle_get(h, &ops, &got, &rights), -EKEYREVOKED);
+    ck_assert_int_eq(kvmm_handle_get(h, &ops, &got, &rights), -EINVAL);
+    ck_assert_uint_eq(KnHandleClose(h), rcInvalidArgument);
+    ck_assert_uint_eq(KnHandleRevoke(h), rcInvalidArgument); /* a closed value, not "revoked" */
+    ck_assert_int_eq(obj.revokes, 1);
+}
+END_TEST
+
+START_TEST(revoke_ex_keeps_or_closes)
+{
+    struct object obj = {0};
+    Handle h;
+    ck_assert_int_eq(kvmm_handle_open(&ops, &obj, 1, &h), 0);
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_false), rcOk);
+    ck_assert_int_eq(obj.revokes, 1);
+    ck_assert(!obj.last_close);
+    /* Still open and usable. */
+    void *got;
+    uint32_t rights;
+    ck_assert_int_eq(kvmm_handle_get(h, &ops, &got, &rights), 0);
+    release(got);
+    ck_assert_int_eq(obj.refs, 1);
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_false), rcOk); /* again: new descendants only */
+    ck_assert_int_eq(obj.revokes, 2);
+    /* Any non-zero close is rtl_true. */
+    ck_assert_uint_eq(KnHandleRevokeEx(h, 2), rcOk);
+    ck_assert_int_eq(obj.revokes, 3);
+    ck_assert(obj.last_close);
+    ck_assert_int_eq(obj.refs, 0);
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_false), rcInvalidArgument);
+}
+END_TEST
+
+START_TEST(revoked_handle_is_refused_and_kept)
+{
+    struct object obj = {.revoked = true};
+    Handle h;
+    ck_assert_int_eq(kvmm_handle_open(&ops, &obj, 1, &h), 0);
     ck_assert_uint_eq(KnHandleRevoke(h), rcHandleRevoked);
-    ck_assert_int_eq(obj.refs, 1); /* revocation keeps the slot, and the object, until close */
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_true), rcHandleRevoked);
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_false), rcHandleRevoked);
+    ck_assert_uint_eq(KnHandleRevokeSubtree(h, INVALID_HANDLE), rcHandleRevoked);
+    /* Nothing changed: the hook never ran, the slot and the object stay until KnHandleClose. */
+    ck_assert_int_eq(obj.revokes, 0);
+    ck_assert_int_eq(obj.refs, 1);
+    ck_assert_uint_eq(kvmm_handle_count(), 1);
     ck_assert_uint_eq(KnHandleClose(h), rcOk);
     ck_assert_int_eq(obj.refs, 0);
-    ck_assert_uint_eq(KnHandleClose(h), rcInvalidArgument);
+}
+END_TEST
+
+START_TEST(revoke_subtree_refuses_every_badge)
+{
+    struct object obj = {0}, other = {0};
+    Handle h, o;
+    ck_assert_int_eq(kvmm_handle_open(&ops, &obj, 1, &h), 0);
+    ck_assert_int_eq(kvmm_handle_open(&ops, &other, 1, &o), 0);
+    /* No resource transfer context object exists in kosvmm: a live handle is not a badge either. */
+    const Handle badges[] = {INVALID_HANDLE, 0, h, o, o + 1, 0x12345678u};
+    for (size_t i = 0; i < sizeof badges / sizeof badges[0]; i++)
+        ck_assert_uint_eq(KnHandleRevokeSubtree(h, badges[i]), rcInvalidArgument);
+    ck_assert_int_eq(obj.revokes + other.revokes, 0);
+    ck_assert_int_eq(obj.refs + other.refs, 2);
+    ck_assert_uint_eq(kvmm_handle_count(), 2);
+    ck_assert_uint_eq(KnHandleClose(h), rcOk);
+    ck_assert_uint_eq(KnHandleClose(o), rcOk);
 }
 END_TEST
 
@@ -148,7 +233,10 @@ static Suite *suite(void)
     tcase_add_test(tc, open_get_close);
     tcase_add_test(tc, closed_value_never_names_the_new_object);
     tcase_add_test(tc, forged_values_are_refused);
-    tcase_add_test(tc, revoked_handle_fails_until_closed);
+    tcase_add_test(tc, revoke_closes_the_handle);
+    tcase_add_test(tc, revoke_ex_keeps_or_closes);
+    tcase_add_test(tc, revoked_handle_is_refused_and_kept);
+    tcase_add_test(tc, revoke_subtree_refuses_every_badge);
     tcase_add_test(tc, many_handles_grow_and_recycle);
     tcase_add_test(tc, full_table_is_a_quota);
     suite_add_tcase(s, tc);

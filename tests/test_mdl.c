@@ -268,7 +268,7 @@ static void dummy_acquire(void *o)
     (void)o;
 }
 
-static const struct kvmm_handle_ops other_ops = {dummy_acquire, dummy_acquire, NULL};
+static const struct kvmm_handle_ops other_ops = {dummy_acquire, dummy_acquire, NULL, NULL};
 
 /* Every call that takes a handle refuses values that are not a live MDL handle of this process. */
 START_TEST(bad_handles_everywhere)
@@ -289,7 +289,7 @@ START_TEST(bad_handles_everywhere)
         ck_assert_uint_eq(KnPmmMdlMap(bad[i], 0, P, RTL_NULL, R, &a), rcInvalidArgument);
         ck_assert_uint_eq(KnPmmMdlClone(bad[i], 0, P, &c), rcInvalidArgument);
         ck_assert_int_eq(kvmm_mdl_export(bad[i], ~0u, &e), -EINVAL);
-        ck_assert_int_eq(kvmm_mdl_revoke(bad[i]), -EINVAL); /* typed: refuses other_ops too */
+        ck_assert_int_eq(kvmm_mdl_revoke(bad[i], true), -EINVAL); /* typed: refuses other_ops too */
         ck_assert_uint_eq(size, 77);
         ck_assert_ptr_eq(a, &dummy);
         ck_assert_uint_eq(c, SENTINEL);
@@ -571,25 +571,63 @@ START_TEST(revoke_local_handle)
 {
     Handle h = create(2 * P, RW);
     char *a = map(h, 0, P, RW);
+    ck_assert_uint_eq(kvmm_handle_count(), 1);
+    /* KnHandleRevoke closes the handle it revokes the descendants of (CE 1.3/1.4). */
     ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
+    ck_assert_uint_eq(kvmm_handle_count(), 0);
     rtl_size_t size = 9;
     void *b = &b;
     Handle c = SENTINEL;
     struct kvmm_mdl_export e;
-    ck_assert_uint_eq(KnPmmMdlGetSize(h, &size), rcHandleRevoked);
-    ck_assert_uint_eq(KnPmmMdlMap(h, 0, P, RTL_NULL, R, &b), rcHandleRevoked);
-    ck_assert_uint_eq(KnPmmMdlClone(h, 0, P, &c), rcHandleRevoked);
-    ck_assert_int_eq(kvmm_mdl_export(h, ~0u, &e), -EKEYREVOKED);
-    ck_assert_uint_eq(KnHandleRevoke(h), rcHandleRevoked);
+    ck_assert_uint_eq(KnPmmMdlGetSize(h, &size), rcInvalidArgument);
+    ck_assert_uint_eq(KnPmmMdlMap(h, 0, P, RTL_NULL, R, &b), rcInvalidArgument);
+    ck_assert_uint_eq(KnPmmMdlClone(h, 0, P, &c), rcInvalidArgument);
+    ck_assert_int_eq(kvmm_mdl_export(h, ~0u, &e), -EINVAL);
+    ck_assert_uint_eq(KnHandleRevoke(h), rcInvalidArgument);
+    ck_assert_uint_eq(KnHandleClose(h), rcInvalidArgument);
     ck_assert_uint_eq(size, 9);
     ck_assert_ptr_eq(b, &b);
     ck_assert_uint_eq(c, SENTINEL);
-    /* The mapping made before stays valid; the slot stays until closed. */
+    /* The mapping made before stays valid. */
     strcpy(a, "still mapped");
     ck_assert_str_eq(a, "still mapped");
-    ck_assert_uint_eq(kvmm_handle_count(), 1);
-    ck_assert_uint_eq(KnHandleClose(h), rcOk);
+}
+END_TEST
+
+START_TEST(revoke_ex_keeps_the_handle)
+{
+    Handle h = create(2 * P, RW), c1, c2, imported;
+    ck_assert_uint_eq(KnPmmMdlClone(h, 0, P, &c1), rcOk);
+    struct kvmm_mdl_export e;
+    ck_assert_int_eq(kvmm_mdl_export(h, ~0u, &e), 0);
+    ck_assert_int_eq(kvmm_mdl_import(&e, &imported), 0);
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_false), rcOk);
+    rtl_size_t size;
+    /* The descendants that existed are revoked (they stay allocated until closed) ... */
+    ck_assert_uint_eq(KnPmmMdlGetSize(c1, &size), rcHandleRevoked);
+    ck_assert_uint_eq(KnPmmMdlGetSize(imported, &size), rcHandleRevoked);
+    ck_assert_uint_eq(KnHandleRevoke(c1), rcHandleRevoked);
+    ck_assert_uint_eq(KnHandleRevokeEx(imported, rtl_false), rcHandleRevoked);
+    ck_assert_uint_eq(kvmm_handle_count(), 3);
+    /* ... the handle itself stays usable, and what derives from it now is live. */
+    ck_assert_uint_eq(KnPmmMdlGetSize(h, &size), rcOk);
+    ck_assert_uint_eq(size, 2 * P);
+    ck_assert_uint_eq(KnPmmMdlClone(h, P, P, &c2), rcOk);
+    ck_assert_uint_eq(KnPmmMdlGetSize(c2, &size), rcOk);
+    char *m = map(c2, 0, P, RW);
+    strcpy(m, "fresh descendant");
+    /* Closing revoked handles works as for any handle. */
+    ck_assert_uint_eq(KnHandleClose(c1), rcOk);
+    ck_assert_uint_eq(KnHandleClose(imported), rcOk);
+    /* KnHandleRevokeEx(rtl_true): the new clone revoked, h closed. */
+    ck_assert_uint_eq(KnHandleRevokeEx(h, rtl_true), rcOk);
+    ck_assert_uint_eq(KnPmmMdlGetSize(c2, &size), rcHandleRevoked);
+    ck_assert_uint_eq(KnPmmMdlGetSize(h, &size), rcInvalidArgument);
+    ck_assert_uint_eq(KnHandleClose(c2), rcOk);
     ck_assert_uint_eq(kvmm_handle_count(), 0);
+    ck_assert_str_eq(m, "fresh descendant");
+    ck_assert_uint_eq(KnVmUnmap(m, P), rcOk);
+    ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
 }
 END_TEST
 
@@ -605,15 +643,16 @@ START_TEST(revoke_reaches_every_descendant)
     ck_assert_uint_eq(e.revoke_count, 3); /* h's, c's and cc's words */
     ck_assert_int_eq(kvmm_mdl_import(&e, &imported), 0);
     char *m = map(cc, 0, P, RW);
-    /* Revoking c: c and everything derived from it, not h nor c's sibling. */
+    /* Revoking c: everything derived from it, not h nor c's sibling; c itself is closed. */
     ck_assert_uint_eq(KnHandleRevoke(c), rcOk);
     rtl_size_t size;
-    ck_assert_uint_eq(KnPmmMdlGetSize(c, &size), rcHandleRevoked);
+    ck_assert_uint_eq(KnPmmMdlGetSize(c, &size), rcInvalidArgument);
     ck_assert_uint_eq(KnPmmMdlGetSize(cc, &size), rcHandleRevoked);
     ck_assert_uint_eq(KnPmmMdlGetSize(imported, &size), rcHandleRevoked);
     ck_assert_uint_eq(KnPmmMdlGetSize(h, &size), rcOk);
     ck_assert_uint_eq(KnPmmMdlGetSize(sibling, &size), rcOk);
-    ck_assert_uint_eq(KnHandleRevoke(c), rcHandleRevoked);
+    ck_assert_uint_eq(KnHandleRevoke(c), rcInvalidArgument);
+    ck_assert_uint_eq(KnHandleRevoke(cc), rcHandleRevoked);
     strcpy(m, "mapping survives");
     /* Revoking the root: the sibling too. */
     ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
@@ -636,7 +675,7 @@ START_TEST(revoke_hook_sets_the_word)
     ck_assert_int_eq(kvmm_mdl_get(h, &o, &rights), 0);
     ck_assert_ptr_nonnull(o->own.page);
     ck_assert_uint_eq(o->own.page->words[o->own.slot], 0);
-    kvmm_mdl_revoke_object(o);
+    kvmm_mdl_revoke_object(o, true);
     ck_assert_uint_eq(o->own.page->words[o->own.slot], 1);
     /* A handle revoked before it ever had a word never gets one. */
     ck_assert_int_eq(kvmm_mdl_own_word(o), -EKEYREVOKED);
@@ -645,10 +684,24 @@ START_TEST(revoke_hook_sets_the_word)
     ck_assert_uint_eq(KnPmmMdlGetSize(c, &size), rcHandleRevoked);
     Handle g = create(P, RW);
     ck_assert_int_eq(kvmm_mdl_get(g, &o, &rights), 0);
-    kvmm_mdl_revoke_object(o);
+    kvmm_mdl_revoke_object(o, true);
     ck_assert_ptr_null(o->own.page);
     ck_assert_int_eq(kvmm_mdl_own_word(o), -EKEYREVOKED);
     kvmm_mdl_put(o);
+    /* Without close: the word is set and dropped, the next clone gets a fresh one. */
+    Handle k = create(P, RW), kc;
+    ck_assert_uint_eq(KnPmmMdlClone(k, 0, P, &kc), rcOk);
+    ck_assert_int_eq(kvmm_mdl_get(k, &o, &rights), 0);
+    uint32_t *word = &o->own.page->words[o->own.slot];
+    kvmm_mdl_revoke_object(o, false);
+    ck_assert_uint_eq(*word, 1);
+    ck_assert_ptr_null(o->own.page);
+    ck_assert_int_eq(kvmm_mdl_own_word(o), 0);
+    ck_assert_ptr_nonnull(o->own.page);
+    ck_assert_uint_eq(o->own.page->words[o->own.slot], 0);
+    kvmm_mdl_put(o);
+    ck_assert_uint_eq(KnPmmMdlGetSize(kc, &size), rcHandleRevoked);
+    ck_assert_uint_eq(KnPmmMdlGetSize(k, &size), rcOk);
 }
 END_TEST
 
@@ -986,7 +1039,7 @@ static void *handle_stress(void *arg)
         Retcode r = KnPmmMdlClone(st->root, 0, P, &rc_);
         if (r == rcOk)
             KnHandleClose(rc_);
-        else if (r != rcHandleRevoked)
+        else if (r != rcHandleRevoked && r != rcInvalidArgument) /* revoked and closed */
             abort();
         KnHandleClose(imp);
         KnHandleClose(c);
@@ -1006,7 +1059,7 @@ START_TEST(handles_from_many_threads)
     ck_assert_uint_eq(KnHandleRevoke(st.root), rcOk);
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
-    ck_assert_uint_eq(KnHandleClose(st.root), rcOk);
+    ck_assert_uint_eq(KnHandleClose(st.root), rcInvalidArgument); /* KnHandleRevoke closed it */
     ck_assert_uint_eq(kvmm_handle_count(), 0);
     ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
     ck_assert_int_eq(tu_fd_count(), base);
@@ -1152,7 +1205,7 @@ START_TEST(import_validates_description)
     describe(c, ~0u, &e, fds);
     ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
     expect_refused(&e, fds, -EKEYREVOKED);
-    ck_assert_int_eq(tu_fd_count(), base);
+    ck_assert_int_eq(tu_fd_count(), base - 1); /* KnHandleRevoke closed h, and its memfd */
 #undef SPOIL
 }
 END_TEST
@@ -1351,6 +1404,7 @@ static Suite *suite(void)
     tcase_add_test(tc[2], derivation_depth_is_bounded);
     tcase_add_test(tc[3], close_keeps_mappings);
     tcase_add_test(tc[3], revoke_local_handle);
+    tcase_add_test(tc[3], revoke_ex_keeps_the_handle);
     tcase_add_test(tc[3], revoke_reaches_every_descendant);
     tcase_add_test(tc[3], revoke_hook_sets_the_word);
     tcase_add_test(tc[3], memory_freed_after_last_close_and_unmap);

@@ -514,6 +514,17 @@ START_TEST(each_method_denied)
         if ((1u << bit) == KOSVMM_METHOD_COMMIT)
             ck_assert_uint_eq(KnVmCommit((char *)a + 1, 0, 0), rcSecurityDisallow);
         char line[1024];
+        /* The other calls of the same method: each refused, each audited. */
+        if ((1u << bit) == KOSVMM_METHOD_FREE) {
+            read_audit(pipe_r, line, sizeof line);
+            ck_assert_int_eq(KnVmFree(a), rcSecurityDisallow);
+        }
+        if ((1u << bit) == KOSVMM_METHOD_HANDLE_REVOKE) {
+            read_audit(pipe_r, line, sizeof line);
+            ck_assert_int_eq(KnHandleRevokeEx(h, rtl_false), rcSecurityDisallow);
+            read_audit(pipe_r, line, sizeof line);
+            ck_assert_int_eq(KnHandleRevokeSubtree(h, INVALID_HANDLE), rcSecurityDisallow);
+        }
         read_audit(pipe_r, line, sizeof line);
         ck_assert_msg(strstr(line, "verdict=rcSecurityDisallow rule=deny") != NULL, "%s", line);
     }
@@ -527,7 +538,8 @@ START_TEST(each_method_denied)
         ck_assert_int_eq(a[i], 3);
     tu_assert_perms(a, "rw-p");
     ck_assert_uint_eq(KnPmmMdlGetSize(h, &size), rcOk); /* not revoked */
-    ck_assert_uint_eq(usage().denials, 17); /* one per method, and the bad-arguments Commit */
+    /* one per method, the bad-arguments Commit, KnVmFree, KnHandleRevokeEx and ...Subtree */
+    ck_assert_uint_eq(usage().denials, 20);
     /* Closing is never denied: giving resources back is not a danger. */
     p.deny = KOSVMM_METHODS_ALL;
     set_policy(p);

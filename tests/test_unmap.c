@@ -2,6 +2,7 @@
 /* tests/test_unmap.c — KnVmUnmap: whole-region frees, front/middle/end splits, pieces stay usable, bad ranges change nothing. */
 #include "testutil.h"
 
+#include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>
 
@@ -546,6 +547,63 @@ START_TEST(test_unmapped_access_faults)
 }
 END_TEST
 
+/* KnVmFree: the whole region from its first usable byte, guards included; a piece of a split
+ * region is a region of its own; an MDL mapping is freed, its buffer lives on. */
+START_TEST(test_vm_free)
+{
+    const int flags = VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOW_GUARD | VMM_FLAG_HIGH_GUARD | RW;
+    kosvmm_stats st0 = tu_stats();
+    char *a = KnVmAllocate(RTL_NULL, NPG * P(), flags);
+    ck_assert_ptr_nonnull(a);
+    for (long i = 0; i < NPG; i++)
+        fill_page(pg(a, i), (unsigned)i);
+    ck_assert_uint_eq(tu_stats().regions, st0.regions + 1);
+    ck_assert_int_eq(KnVmFree(a), rcOk);
+    VmQueryInfo qi;
+    for (long i = -1; i <= NPG; i++) { /* usable pages and both guards */
+        ck_assert_int_eq(KnVmQuery(pg(a, i), &qi), rcOk);
+        ck_assert_uint_eq(qi.state, VMM_PAGE_STATE_FREE);
+        ck_assert(!tu_is_mapped(pg(a, i)));
+    }
+    kosvmm_stats st1 = tu_stats();
+    ck_assert_uint_eq(st1.regions, st0.regions);
+    ck_assert_uint_eq(st1.reserved_bytes, st0.reserved_bytes);
+    ck_assert_uint_eq(st1.committed_bytes, st0.committed_bytes);
+    ck_assert_int_eq(KnVmFree(a), rcResourceNotFound); /* freed: nothing at a any more */
+
+    /* Split by KnVmUnmap: each piece is freed from its own first byte, the other stays. */
+    char *b = KnVmAllocate(RTL_NULL, NPG * P(), VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW);
+    ck_assert_ptr_nonnull(b);
+    for (long i = 0; i < NPG; i++)
+        fill_page(pg(b, i), 40u + (unsigned)i);
+    ck_assert_int_eq(KnVmUnmap(pg(b, 3), 2 * P()), rcOk);
+    ck_assert_int_eq(KnVmFree(pg(b, 6)), rcInvalidArgument); /* inside the tail piece */
+    ck_assert_int_eq(KnVmFree(pg(b, 5)), rcOk);
+    for (long i = 5; i < NPG; i++)
+        ck_assert(!tu_is_mapped(pg(b, i)));
+    for (long i = 0; i < 3; i++)
+        ck_assert(page_matches(pg(b, i), 40u + (unsigned)i));
+    ck_assert_int_eq(KnVmFree(b), rcOk);
+    ck_assert(!tu_is_mapped(b));
+
+    /* An MDL mapping: the addresses are freed, the handle still maps the same memory. */
+    Handle h;
+    ck_assert_int_eq(KnPmmMdlCreate(2 * P(), RW, &h), rcOk);
+    void *m1, *m2;
+    ck_assert_int_eq(KnPmmMdlMap(h, 0, 2 * P(), RTL_NULL, RW, &m1), rcOk);
+    strcpy(m1, "kept by the buffer");
+    ck_assert_int_eq(KnVmFree(m1), rcOk);
+    ck_assert(!tu_is_mapped(m1));
+    ck_assert_int_eq(KnPmmMdlMap(h, 0, 2 * P(), RTL_NULL, VMM_FLAG_READ, &m2), rcOk);
+    ck_assert_str_eq(m2, "kept by the buffer");
+    ck_assert_int_eq(KnVmFree(m2), rcOk);
+    ck_assert_int_eq(KnHandleClose(h), rcOk);
+    kosvmm_stats st2 = tu_stats();
+    ck_assert_uint_eq(st2.regions, st0.regions);
+    ck_assert_uint_eq(st2.reserved_bytes, st0.reserved_bytes);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("unmap");
@@ -554,6 +612,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, test_unmap_whole, 0, N_WHOLE);
     tcase_add_test(tc, test_unmap_locked_pinned);
+    tcase_add_test(tc, test_vm_free);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("split");

@@ -9,6 +9,6 @@
  * value is recognised as such rather than naming another object. */
 typedef rtl_uint32_t Handle;
 
-#define INVALID_HANDLE ((Handle)0xFFFFFFFFu)
+#define INVALID_HANDLE KOSVMM_CAST(Handle, 0xFFFFFFFFu)
 
 #endif /* KOSVMM_HANDLE_HANDLETYPE_H */

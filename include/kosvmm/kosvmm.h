@@ -142,16 +142,16 @@ Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
  *   kosvmm-audit: pid=<pid> tid=<tid> uid=<uid> comm=<name> method=<Method> verdict=<rc name>
  *   rule=<key> detail=<what was asked against what is allowed>
  */
-#define KOSVMM_UNLIMITED ((rtl_uint64_t)-1)
+#define KOSVMM_UNLIMITED KOSVMM_CAST(rtl_uint64_t, -1)
 
-/* Methods, named as the vmm.VMM endpoint names them (Free is KnVmUnmap); Reset, SegInit and the
+/* Methods, named as the vmm.VMM endpoint names them (Free is KnVmUnmap and KnVmFree); Reset, SegInit and the
  * handle calls are kosvmm's own names for the other calls of vmm_api.h and handle transfer. */
 #define KOSVMM_METHOD_ALLOCATE            (1u << 0)   /* "Allocate"        KnVmAllocate */
 #define KOSVMM_METHOD_COMMIT              (1u << 1)   /* "Commit"          KnVmCommit */
 #define KOSVMM_METHOD_DECOMMIT            (1u << 2)   /* "Decommit"        KnVmDecommit */
 #define KOSVMM_METHOD_PROTECT             (1u << 3)   /* "Protect"         KnVmProtect */
 #define KOSVMM_METHOD_RESET               (1u << 4)   /* "Reset"           KnVmReset */
-#define KOSVMM_METHOD_FREE                (1u << 5)   /* "Free"            KnVmUnmap */
+#define KOSVMM_METHOD_FREE                (1u << 5)   /* "Free"            KnVmUnmap, KnVmFree */
 #define KOSVMM_METHOD_QUERY               (1u << 6)   /* "Query"           KnVmQuery */
 #define KOSVMM_METHOD_MDL_CREATE          (1u << 7)   /* "MdlCreate"       KnPmmMdlCreate, ...FromBuf */
 #define KOSVMM_METHOD_MDL_CREATE_FROM_VM  (1u << 8)   /* "MdlCreateFromVm" KnPmmMdlCreateFromVm */
@@ -159,7 +159,8 @@ Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
 #define KOSVMM_METHOD_MDL_MAP             (1u << 10)  /* "MdlMap"          KnPmmMdlMap */
 #define KOSVMM_METHOD_MDL_CLONE           (1u << 11)  /* "MdlClone"        KnPmmMdlClone */
 #define KOSVMM_METHOD_SEG_INIT            (1u << 12)  /* "SegInit"         KnVmSegInitFromVm, ...FromBuf */
-#define KOSVMM_METHOD_HANDLE_REVOKE       (1u << 13)  /* "HandleRevoke"    KnHandleRevoke */
+#define KOSVMM_METHOD_HANDLE_REVOKE       (1u << 13)  /* "HandleRevoke"    KnHandleRevoke, ...Ex,
+                                                         ...Subtree */
 #define KOSVMM_METHOD_HANDLE_TRANSFER     (1u << 14)  /* "HandleTransfer"  kosvmm_channel_send_handle */
 #define KOSVMM_METHOD_HANDLE_RECEIVE      (1u << 15)  /* "HandleReceive"   a handle arriving in
                                                          kosvmm_channel_recv / _server_wait: it is
@@ -232,7 +233,7 @@ Retcode kosvmm_get_usage(kosvmm_usage *usage);
  *                       header announces): it was dropped and every descriptor it carried closed;
  *   rcNoCapability      the handle lacks KOSVMM_RIGHT_TRANSFER (send), or a received description
  *                       claims more than its descriptors allow (receive);
- *   rcHandleRevoked     the handle or one of its origins was revoked (send, and receive when the
+ *   rcHandleRevoked     one of the handle's origins was revoked (send, and receive when the
  *                       revocation is already visible);
  *   rcInvalidOperation  a handle arrived where none was accepted (handle == RTL_NULL), or the call
  *                       does not apply to this channel (see kosvmm_channel_server_wait);

@@ -9,7 +9,8 @@
 extern "C" {
 #endif
 
-/* The SDK name of rc ("rcOutOfMemory"), or "rcUnknown" for a value no kosvmm call returns. */
+/* The SDK name of rc ("rcOutOfMemory"; every name of rtl/retcode.h has one), or "rcUnknown" for
+ * any other value (another space, facility or code, or a customer-defined code). */
 const char *rtl_retcode_name(Retcode rc);
 
 #ifdef __cplusplus
@@ -17,6 +18,6 @@ const char *rtl_retcode_name(Retcode rc);
 #endif
 
 #define RETCODE_HR_FMT         "%s (0x%08x)"
-#define RETCODE_HR_PARAMS(rc)  rtl_retcode_name(rc), (unsigned)(rc)
+#define RETCODE_HR_PARAMS(rc)  rtl_retcode_name(rc), KOSVMM_CAST(unsigned, rc)
 
 #endif /* KOSVMM_RTL_RETCODE_HR_H */

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <rtl/stdbool.h>
+
 typedef int8_t    rtl_int8_t;
 typedef uint8_t   rtl_uint8_t;
 typedef int16_t   rtl_int16_t;
@@ -18,17 +20,24 @@ typedef size_t    rtl_size_t;
 typedef ptrdiff_t rtl_ptrdiff_t;
 typedef intptr_t  rtl_intptr_t;
 typedef uintptr_t rtl_uintptr_t;
-typedef int       rtl_bool;
 
+/* nullptr exists from C++11 on; C++98 gets the compiler's NULL (g++: __null), C gets (void *)0. */
 #ifndef RTL_NULL
-#  ifdef __cplusplus
+#  if defined(__cplusplus) && __cplusplus >= 201103L
 #    define RTL_NULL nullptr
+#  elif defined(__cplusplus)
+#    define RTL_NULL NULL
 #  else
 #    define RTL_NULL ((void *)0)
 #  endif
 #endif
 
-#define rtl_true  1
-#define rtl_false 0
+/* kosvmm's own helper for its public macros: a C cast in C, static_cast in C++, so that C++
+ * code built with -Wold-style-cast stays free of warnings from kosvmm's headers. */
+#ifdef __cplusplus
+#  define KOSVMM_CAST(type, value) (static_cast<type>(value))
+#else
+#  define KOSVMM_CAST(type, value) ((type)(value))
+#endif
 
 #endif /* KOSVMM_RTL_TYPES_H */

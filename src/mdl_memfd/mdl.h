@@ -5,6 +5,7 @@
 
 #include <handle/handletype.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /*
@@ -70,11 +71,12 @@ int kvmm_mdl_create(uint64_t size, uint32_t rights, const void *buf, uint64_t bu
  * -EDQUOT, -ENOMEM, -EMFILE. */
 int kvmm_mdl_create_from_vm(uintptr_t lo, size_t size, int flags, Handle *h);
 
-/* Revokes h as KnHandleRevoke will once lib/handle_table.c calls kvmm_mdl_revoke_object: marks
- * the slot revoked and sets h's revocation word, so clones and copies in other processes fail
- * too. 0, -EINVAL, -EKEYREVOKED (already revoked). */
-int kvmm_mdl_revoke(Handle h);
-/* The handle-table hook: called with the object of a handle that has just been revoked. */
-void kvmm_mdl_revoke_object(void *object);
+/* KnHandleRevokeEx(h, close) for an MDL handle (the handle table's kvmm_handle_revoke, which
+ * calls kvmm_mdl_revoke_object): sets h's revocation word, so its clones and copies in other
+ * processes fail with rcHandleRevoked, then closes h or gives it a fresh word. 0, -EINVAL (not an
+ * MDL handle of this process), -EKEYREVOKED (h itself revoked through an origin). */
+int kvmm_mdl_revoke(Handle h, bool close);
+/* The handle-table hook: revokes what derives from the object's handle. */
+void kvmm_mdl_revoke_object(void *object, bool close);
 
 #endif

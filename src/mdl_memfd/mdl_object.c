@@ -23,11 +23,17 @@ static void mdl_release(void *object)
     kvmm_mdl_put(object);
 }
 
-/* KnHandleRevoke also sets the handle's revocation word: clones and copies in other processes see it. */
+static bool mdl_is_revoked(const void *object)
+{
+    return kvmm_mdl_is_revoked(object);
+}
+
+/* KnHandleRevoke sets the handle's revocation word: clones and copies in other processes see it. */
 const struct kvmm_handle_ops kvmm_mdl_ops = {
     .acquire = mdl_acquire,
     .release = mdl_release,
     .revoke = kvmm_mdl_revoke_object,
+    .is_revoked = mdl_is_revoked,
 };
 
 int kvmm_mdl_object_new(int fd, uint64_t buffer_size, uint64_t offset, uint64_t length,
@@ -88,17 +94,14 @@ void kvmm_mdl_put(struct kvmm_mdl *o)
         kvmm_mdl_object_free(o);
 }
 
-int kvmm_mdl_revoke(Handle h)
+int kvmm_mdl_revoke(Handle h, bool close)
 {
     void *object;
     uint32_t rights;
     int rc = kvmm_handle_get(h, &kvmm_mdl_ops, &object, &rights);
     if (rc)
         return rc;
-    /* The reference keeps the object alive even if h is closed between these two steps. */
-    rc = kvmm_handle_revoke(h);
-    if (rc == 0)
-        kvmm_mdl_revoke_object(object);
     kvmm_mdl_put(object);
-    return rc;
+    /* Typed above; the table revokes and closes under its own lock. */
+    return kvmm_handle_revoke(h, close);
 }

@@ -166,13 +166,19 @@ void kvmm_mdl_drop_words(struct kvmm_mdl *o)
     pthread_mutex_unlock(&lock);
 }
 
-void kvmm_mdl_revoke_object(void *object)
+void kvmm_mdl_revoke_object(void *object, bool close)
 {
     struct kvmm_mdl *o = object;
     pthread_mutex_lock(&lock);
-    o->revoked = true; /* a word handed out later would otherwise start live */
     if (o->own.page)
         __atomic_store_n(&o->own.page->words[o->own.slot], 1u, __ATOMIC_RELEASE);
+    if (close) {
+        o->revoked = true; /* a clone or export racing with the close gets no live word */
+    } else if (o->own.page) {
+        /* The handle stays usable: what derives from it from now on gets a fresh word. */
+        unref(o->own.page);
+        o->own.page = NULL;
+    }
     pthread_mutex_unlock(&lock);
 }
 

@@ -820,6 +820,22 @@ static void op_allocate(src *s)
 
 enum range_op { R_COMMIT, R_DECOMMIT, R_RESET, R_PROTECT, R_UNMAP };
 
+/* KnVmFree(a): the whole region whose first usable byte is a. */
+static void op_free(uintptr_t a)
+{
+    model *m = &D.m;
+    uint32_t idx = 0;
+    m_region *r = a && a % D.P == 0 ? m_find(m, a, &idx) : NULL;
+    Retcode want = !a || a % D.P ? rcInvalidArgument : !r ? rcResourceNotFound : idx ? rcInvalidArgument : rcOk;
+    oplog("KnVmFree(%#lx) want %s [region %#lx]", (unsigned long)a, rcn(want), r ? (unsigned long)r->base : 0ul);
+    if (r)
+        span(r->base, r->npages * D.P);
+    Retcode rc = KnVmFree((void *)a);
+    expect_rc("KnVmFree", rc, want, want);
+    if (rc == rcOk)
+        m_unmap(m, r, 0, r->npages);
+}
+
 static void op_range(src *s, enum range_op op)
 {
     static const char *const names[] = {"KnVmCommit", "KnVmDecommit", "KnVmReset", "KnVmProtect", "KnVmUnmap"};
@@ -827,6 +843,10 @@ static void op_range(src *s, enum range_op op)
     uintptr_t a;
     size_t sz;
     pick_range(s, &a, &sz);
+    if (op == R_UNMAP && rnd(s, 4) == 0) {
+        op_free(a);
+        return;
+    }
     int prot = op == R_PROTECT ? pick_prot(s) : VMM_FLAG_LOCKED;
     m_region *r;
     uint32_t lo = 0, hi = 0;
@@ -1136,16 +1156,28 @@ static void op_close(src *s)
         m_close_handle(&D.m, mh);
 }
 
+/* KnHandleRevoke, or KnHandleRevokeEx with either close value: the handle's descendants are
+ * revoked (its word set); it is closed, or kept with a fresh word for later descendants. A handle
+ * revoked through an origin is refused and kept. */
 static void op_revoke(src *s)
 {
     m_handle *mh;
     Handle h = pick_handle(s, &mh);
-    Retcode want = !mh ? rcInvalidArgument : m_handle_self_revoked(&D.m, mh) ? rcHandleRevoked : rcOk;
-    oplog("KnHandleRevoke(%#x) want %s", h, rcn(want));
-    Retcode rc = KnHandleRevoke(h);
+    int how = (int)rnd(s, 4); /* 0, 1: KnHandleRevoke; 2: Ex(rtl_false); 3: Ex(rtl_true) */
+    if (how == 2 && D.m.nwords >= M_MAX_WORDS)
+        how = 3; /* no word left to give the kept handle */
+    Retcode want = !mh ? rcInvalidArgument : m_handle_revoked(&D.m, mh) ? rcHandleRevoked : rcOk;
+    oplog("%s(%#x) want %s", how == 2 ? "KnHandleRevokeEx(false)" : how == 3 ? "KnHandleRevokeEx(true)"
+                                                                             : "KnHandleRevoke", h, rcn(want));
+    Retcode rc = how < 2 ? KnHandleRevoke(h) : KnHandleRevokeEx(h, how == 3 ? rtl_true : rtl_false);
     expect_rc("KnHandleRevoke", rc, want, want);
-    if (rc == rcOk)
-        D.m.word[mh->own] = 1;
+    if (rc != rcOk)
+        return;
+    D.m.word[mh->own] = 1;
+    if (how == 2)
+        mh->own = D.m.nwords++;
+    else
+        m_close_handle(&D.m, mh);
 }
 
 /* KnPmmMdlCreateFromVm, or KnVmSegInitFromVm on top of it (seg). */

@@ -116,11 +116,6 @@ m_handle *m_handle_of(model *m, Handle h)
     return NULL;
 }
 
-int m_handle_self_revoked(const model *m, const m_handle *h)
-{
-    return m->word[h->own];
-}
-
 int m_handle_revoked(const model *m, const m_handle *h)
 {
     if (m->word[h->own])

@@ -94,8 +94,7 @@ void m_page_clear(model *m, m_page *p);                   /* contents become zer
 
 /* Handles and buffers. */
 m_handle *m_handle_of(model *m, Handle h);                /* live handle or NULL */
-int m_handle_revoked(const model *m, const m_handle *h);  /* self or an origin revoked */
-int m_handle_self_revoked(const model *m, const m_handle *h);
+int m_handle_revoked(const model *m, const m_handle *h);  /* an origin revoked (own word: see op_revoke) */
 int m_new_buf(model *m, uint32_t npages);                 /* index or -1 */
 m_handle *m_new_handle(model *m);                         /* slot or NULL */
 void m_close_handle(model *m, m_handle *h);

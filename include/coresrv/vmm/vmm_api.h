@@ -102,6 +102,21 @@ Retcode KnVmReset(void *addr, rtl_size_t size);
 Retcode KnVmUnmap(void *addr, rtl_size_t size);
 
 /*
+ * KnVmFree, the older SDK call: frees the whole region that
+ * starts at addr, the address KnVmAllocate or KnPmmMdlMap returned, as KnVmUnmap(addr, size of
+ * that region) would, its guard pages included. Not in the KasperskyOS CE 1.1-1.4 documentation;
+ * kosvmm follows the vmm.VMM endpoint's Free method and the way public code calls it
+ * (KnVmFree(ptr) after ptr = KnVmAllocate(...)). After KnVmUnmap split a region, each remaining
+ * piece is a region of its own, freed from its first usable byte. Policy method: "Free".
+ * Errors, in the order they are checked, nothing changed on any:
+ *   rcInvalidArgument   addr RTL_NULL or not page aligned;
+ *   rcResourceNotFound  addr is not inside a region (guard pages included: they are not usable);
+ *   rcInvalidArgument   addr is inside a region but not its first usable byte;
+ *   rcOutOfMemory       the kernel refused (never expected for a whole region).
+ */
+Retcode KnVmFree(void *addr);
+
+/*
  * Describes the page containing va (any address, aligned or not) into *info.
  * An address kosvmm does not manage is reported with state VMM_PAGE_STATE_FREE and rcOk.
  * kosvmm's choice of signature: the SDK does not document one publicly.
@@ -128,16 +143,17 @@ Retcode KnVmQuery(const void *va, VmQueryInfo *info);
  * Handles: every call given a handle fails, after its own argument checks, with
  *   rcInvalidArgument  for a value that is not an MDL handle of this process (never issued,
  *                      closed, forged, or a handle of another kind of object);
- *   rcHandleRevoked    when the handle was revoked, or any handle it derives from: the origin of
- *                      a clone, the sender's handle of a transferred copy, in this process or
- *                      another, transitively.
+ *   rcHandleRevoked    when a handle it derives from was revoked: the origin of a clone, the
+ *                      sender's handle of a transferred copy, in this process or another,
+ *                      transitively.
  * A handle gives a window of its buffer: all of it, or the part KnPmmMdlClone chose. Offsets and
  * lengths are relative to that window, page aligned, lengths non-zero, and must lie inside it
  * (rcInvalidArgument, overflow included).
  *
  * Lifetime: neither KnHandleClose nor KnHandleRevoke breaks a mapping made before; it stays valid
- * until KnVmUnmap. Revocation is enforced by kosvmm: it stops every later call given the handle
- * or its descendants, but a process that bypasses kosvmm keeps what its descriptors allow.
+ * until KnVmUnmap. KnHandleRevoke revokes the handle's descendants and closes the handle
+ * (coresrv/handle/handle_api.h). Revocation is enforced by kosvmm: it stops every later call
+ * given a revoked handle, but a process that bypasses kosvmm keeps what its descriptors allow.
  *
  * Out of resources: rcOutOfMemory (memory, kernel map entries), rcQuotaExceeded (no file
  * descriptor left under RLIMIT_NOFILE, or no handle slot). Nothing is left allocated then.
