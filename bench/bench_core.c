@@ -364,28 +364,35 @@ static void rt_command(uint32_t kind, long iters)
         rt_die("kosvmm_channel_send", rc);
 }
 
+#define RT_MAX_ITERS 10000
+static double rt_times[RT_MAX_ITERS];
+
+/* A round trip is two context switches on one CPU; on a loaded machine another task's time slice
+ * lands in some of them and dwarfs the rest, so each round reports the median round trip rather
+ * than the mean. */
 static double k_transfer_body(size_t size, long iters)
 {
     (void)size;
     char byte;
     rt_command(RT_KOSVMM, iters);
-    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++) {
+        double t0 = bench_now_ns();
         Retcode rc = kosvmm_channel_send_handle(rt_channel, rt_handle, VMM_FLAG_READ, RTL_NULL, 0);
         if (RC_FAILED(rc))
             rt_die("kosvmm_channel_send_handle", rc);
         if (RC_FAILED(rc = kosvmm_channel_recv(rt_channel, RTL_NULL, &byte, 1, RTL_NULL)))
             rt_die("kosvmm_channel_recv", rc);
+        rt_times[i] = bench_now_ns() - t0;
     }
-    return (bench_now_ns() - t0) / (double)iters;
+    return bench_median(rt_times, (int)iters);
 }
 
 static double n_transfer_body(size_t size, long iters)
 {
     (void)size;
     rt_command(RT_RAW, iters);
-    double t0 = bench_now_ns();
     for (long i = 0; i < iters; i++) {
+        double t0 = bench_now_ns();
         _Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {0};
         char byte = 'x';
         struct iovec iov = {&byte, 1};
@@ -399,8 +406,9 @@ static double n_transfer_body(size_t size, long iters)
             kill(rt_peer, SIGKILL);
             bench_die_errno("raw round trip");
         }
+        rt_times[i] = bench_now_ns() - t0;
     }
-    return (bench_now_ns() - t0) / (double)iters;
+    return bench_median(rt_times, (int)iters);
 }
 
 /* Pins this process and the peer: both to cpus[0] (one CPU, so every wake-up is a context switch on it), or
@@ -636,7 +644,8 @@ int main(int argc, char **argv)
            "                peer's kosvmm_channel_recv + KnHandleClose + a 1-byte kosvmm_channel_send back, against\n"
            "                sendmsg(SCM_RIGHTS, memfd) + recvmsg + close + 1-byte send back on a SEQPACKET pair;\n"
            "                the peer is a forked process; \"1 CPU\" pins both to one CPU (every message is a\n"
-           "                context switch there), \"2 CPUs\" pins them to two (wake-up latency dominates)\n"
+           "                context switch there), \"2 CPUs\" pins them to two (wake-up latency dominates);\n"
+           "                each round reports the median of its round trips, not their mean\n"
            "notes:\n"
            "  THP is disabled in the native baselines (MADV_NOHUGEPAGE) so they fault 4 KiB pages; the probe line\n"
            "  above shows whether kosvmm's commit got huge pages (AnonHugePages) on this machine.\n"
