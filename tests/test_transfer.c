@@ -299,6 +299,46 @@ START_TEST(refused_import_caches_nothing)
 }
 END_TEST
 
+/*
+ * fork: the child inherits the cache, whose mappings it inherits too (MAP_SHARED of the peer's
+ * page, so the same inode): a handle the peer sends it finds the page there, and the peer's
+ * revocation reaches the child's copy. The parent's cache is not touched by what the child does.
+ */
+START_TEST(revocation_page_cache_after_fork)
+{
+    kosvmm_channel *ch;
+    pid_t pid = start_peer(&ch, 0x33, 2);
+    ck_assert_uint_eq(KnHandleClose(fetch(ch, 0x33)), rcOk);
+    ck_assert_uint_eq(kvmm_mdl_rpage_cached(), 1);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        TU_CHILD_CHECK(kvmm_mdl_rpage_cached() == 1 && kvmm_mdl_rpage_count() == 0);
+        long maps = tu_maps_lines();
+        int fds = tu_fd_count();
+        Handle got;
+        void *r;
+        TU_CHILD_CHECK(kosvmm_channel_send(ch, "g", 1) == rcOk);
+        TU_CHILD_CHECK(kosvmm_channel_recv(ch, &got, RTL_NULL, 0, RTL_NULL) == rcOk);
+        TU_CHILD_CHECK(kvmm_mdl_rpage_cached() == 0 && kvmm_mdl_rpage_count() == 1);
+        TU_CHILD_CHECK(tu_maps_lines() == maps);
+        TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r) == rcOk && ((unsigned char *)r)[0] == 0x33);
+        TU_CHILD_CHECK(KnVmUnmap(r, P()) == rcOk);
+        char d;
+        TU_CHILD_CHECK(kosvmm_channel_send(ch, "r", 1) == rcOk);
+        TU_CHILD_CHECK(kosvmm_channel_recv(ch, RTL_NULL, &d, 1, RTL_NULL) == rcOk && d == 'd');
+        TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnHandleClose(got) == rcOk);
+        TU_CHILD_CHECK(kvmm_mdl_rpage_cached() == 1 && tu_fd_count() == fds);
+        _exit(0);
+    }
+    tu_wait_child_ok(child);
+    ck_assert_uint_eq(kvmm_mdl_rpage_cached(), 1);
+    ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
+    stop_peer(ch, pid);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("transfer");
@@ -312,6 +352,7 @@ int main(void)
     tcase_add_test(tc, revocation_page_cached_per_peer);
     tcase_add_test(tc, revocation_page_cache_is_bounded);
     tcase_add_test(tc, refused_import_caches_nothing);
+    tcase_add_test(tc, revocation_page_cache_after_fork);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
