@@ -21,6 +21,13 @@
 #define R VMM_FLAG_READ
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 #define CACHE_MAX 8 /* RPAGE_CACHE_MAX in src/mdl_memfd/mdl_revoke.c */
+/* Mapping counts are exact without sanitizers; ASan's and TSan's allocators map memory of their own
+ * meanwhile. */
+#if TU_SANITIZED || defined(__SANITIZE_THREAD__)
+#define MAPS_EQ(now, before) ((now) <= (before) + 64)
+#else
+#define MAPS_EQ(now, before) ((now) == (before))
+#endif
 
 static size_t P(void)
 {
@@ -231,7 +238,7 @@ START_TEST(revocation_page_cached_per_peer)
     got = fetch(ch, 0x11);
     ck_assert_uint_eq(kvmm_mdl_rpage_count(), 1);
     ck_assert_uint_eq(kvmm_mdl_rpage_cached(), 0);
-    ck_assert_int_eq(tu_maps_lines(), maps); /* the page was not mapped again */
+    ck_assert(MAPS_EQ(tu_maps_lines(), maps)); /* the page was not mapped again */
     ck_assert_int_eq(tu_fd_count(), fds);
     /* its word still works: the peer revokes, our copy sees it */
     char d;
@@ -267,8 +274,10 @@ START_TEST(revocation_page_cache_is_bounded)
         ck_assert_int_eq(tu_fd_count(), fds);
         if (i + 1 == CACHE_MAX)
             maps = tu_maps_lines();
-        else if (i + 1 > CACHE_MAX)
-            ck_assert_int_le(tu_maps_lines(), maps); /* full: each new page evicts one */
+        else if (i + 1 > CACHE_MAX) {
+            long now = tu_maps_lines();
+            ck_assert(now <= maps || MAPS_EQ(now, maps)); /* full: each new page evicts one */
+        }
     }
     ck_assert_uint_eq(kvmm_handle_count(), 0);
 }
@@ -292,7 +301,7 @@ START_TEST(refused_import_caches_nothing)
     ck_assert_uint_eq(got, (Handle)0x5eed);
     ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
     ck_assert_uint_eq(kvmm_mdl_rpage_cached(), 0);
-    ck_assert_int_eq(tu_maps_lines(), maps);
+    ck_assert(MAPS_EQ(tu_maps_lines(), maps));
     ck_assert_int_eq(tu_fd_count(), fds);
     ck_assert_uint_eq(kvmm_handle_count(), 0);
     kosvmm_channel_close(ch);
@@ -321,7 +330,7 @@ START_TEST(revocation_page_cache_after_fork)
         TU_CHILD_CHECK(kosvmm_channel_send(ch, "g", 1) == rcOk);
         TU_CHILD_CHECK(kosvmm_channel_recv(ch, &got, RTL_NULL, 0, RTL_NULL) == rcOk);
         TU_CHILD_CHECK(kvmm_mdl_rpage_cached() == 0 && kvmm_mdl_rpage_count() == 1);
-        TU_CHILD_CHECK(tu_maps_lines() == maps);
+        TU_CHILD_CHECK(MAPS_EQ(tu_maps_lines(), maps));
         TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r) == rcOk && ((unsigned char *)r)[0] == 0x33);
         TU_CHILD_CHECK(KnVmUnmap(r, P()) == rcOk);
         char d;
