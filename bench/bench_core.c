@@ -1,19 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /* bench_core.c — kosvmm-bench-core: core VMM calls against the equivalent raw Linux calls, interleaved in one run. */
+#include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
 #include "bench_util.h"
 
+#define _GNU_SOURCE 1
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -257,6 +263,212 @@ static void run_case(const char *name, const char *const labels[], body_fn fns[]
         print_row(labels[v - 1], t[0], t[v], rounds, iters);
 }
 
+/* ---- (d) handle transfer ---- */
+
+/*
+ * One round trip = send a handle (read-only copy of a read-write MDL buffer) + the peer receives it,
+ * closes it and acknowledges with one byte; natively: sendmsg(SCM_RIGHTS) of a memfd + recvmsg + close +
+ * a one-byte ack. The peer is a fork of this process that serves both kinds of round trip in batches.
+ */
+enum { RT_KOSVMM = 1, RT_RAW = 2, RT_DONE = 3 };
+
+static kosvmm_channel *rt_channel;      /* ours; the peer holds the other end */
+static int rt_raw = -1;                 /* a SOCK_SEQPACKET pair for the native side */
+static pid_t rt_peer = -1;
+static Handle rt_handle = INVALID_HANDLE;
+static int rt_memfd = -1;
+
+static void rt_die(const char *what, Retcode rc)
+{
+    if (rt_peer > 0)
+        kill(rt_peer, SIGKILL);
+    bench_die_rc(what, rc);
+}
+
+static int rt_serve(kosvmm_channel *ch, int raw)
+{
+    for (;;) {
+        uint32_t cmd[2];
+        rtl_size_t n;
+        if (RC_FAILED(kosvmm_channel_recv(ch, RTL_NULL, cmd, sizeof cmd, &n)) || n != sizeof cmd)
+            return 1;
+        if (cmd[0] == RT_DONE)
+            return 0;
+        for (uint32_t i = 0; i < cmd[1]; i++) {
+            char byte = 'a';
+            if (cmd[0] == RT_KOSVMM) {
+                Handle h;
+                if (RC_FAILED(kosvmm_channel_recv(ch, &h, RTL_NULL, 0, RTL_NULL)) || RC_FAILED(KnHandleClose(h)) ||
+                    RC_FAILED(kosvmm_channel_send(ch, &byte, 1)))
+                    return 1;
+            } else {
+                _Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+                struct iovec iov = {&byte, 1};
+                struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+                if (recvmsg(raw, &m, MSG_CMSG_CLOEXEC) != 1 || !CMSG_FIRSTHDR(&m))
+                    return 1;
+                int fd;
+                memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
+                close(fd);
+                if (send(raw, &byte, 1, 0) != 1)
+                    return 1;
+            }
+        }
+    }
+}
+
+static void rt_start(void)
+{
+    kosvmm_channel *theirs;
+    int sv[2];
+    Retcode rc = kosvmm_channel_pair(&rt_channel, &theirs);
+    if (RC_FAILED(rc))
+        bench_die_rc("kosvmm_channel_pair", rc);
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        bench_die_errno("socketpair");
+    if (RC_FAILED(rc = KnPmmMdlCreate((rtl_size_t)page_size, VMM_FLAG_READ | VMM_FLAG_WRITE, &rt_handle)))
+        bench_die_rc("KnPmmMdlCreate", rc);
+    if ((rt_memfd = memfd_create("bench-raw", MFD_CLOEXEC)) < 0 || ftruncate(rt_memfd, (off_t)page_size) != 0)
+        bench_die_errno("memfd_create");
+    fflush(NULL);
+    rt_peer = fork();
+    if (rt_peer < 0)
+        bench_die_errno("fork");
+    if (rt_peer == 0) {
+        kosvmm_channel_close(rt_channel);
+        close(sv[0]);
+        _exit(rt_serve(theirs, sv[1]));
+    }
+    kosvmm_channel_close(theirs);
+    close(sv[1]);
+    rt_raw = sv[0];
+}
+
+static void rt_stop(void)
+{
+    uint32_t done[2] = {RT_DONE, 0};
+    int status;
+    kosvmm_channel_send(rt_channel, done, sizeof done);
+    if (waitpid(rt_peer, &status, 0) != rt_peer || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "kosvmm-bench-core: the round-trip peer failed\n");
+    kosvmm_channel_close(rt_channel);
+    close(rt_raw);
+    close(rt_memfd);
+    KnHandleClose(rt_handle);
+}
+
+static void rt_command(uint32_t kind, long iters)
+{
+    uint32_t cmd[2] = {kind, (uint32_t)iters};
+    Retcode rc = kosvmm_channel_send(rt_channel, cmd, sizeof cmd);
+    if (RC_FAILED(rc))
+        rt_die("kosvmm_channel_send", rc);
+}
+
+#define RT_MAX_ITERS 10000
+static double rt_times[RT_MAX_ITERS];
+
+/* A round trip is two context switches on one CPU; on a loaded machine another task's time slice
+ * lands in some of them and dwarfs the rest, so each round reports the median round trip rather
+ * than the mean. */
+static double k_transfer_body(size_t size, long iters)
+{
+    (void)size;
+    char byte;
+    rt_command(RT_KOSVMM, iters);
+    for (long i = 0; i < iters; i++) {
+        double t0 = bench_now_ns();
+        Retcode rc = kosvmm_channel_send_handle(rt_channel, rt_handle, VMM_FLAG_READ, RTL_NULL, 0);
+        if (RC_FAILED(rc))
+            rt_die("kosvmm_channel_send_handle", rc);
+        if (RC_FAILED(rc = kosvmm_channel_recv(rt_channel, RTL_NULL, &byte, 1, RTL_NULL)))
+            rt_die("kosvmm_channel_recv", rc);
+        rt_times[i] = bench_now_ns() - t0;
+    }
+    return bench_median(rt_times, (int)iters);
+}
+
+static double n_transfer_body(size_t size, long iters)
+{
+    (void)size;
+    rt_command(RT_RAW, iters);
+    for (long i = 0; i < iters; i++) {
+        double t0 = bench_now_ns();
+        _Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+        char byte = 'x';
+        struct iovec iov = {&byte, 1};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &rt_memfd, sizeof rt_memfd);
+        if (sendmsg(rt_raw, &m, 0) != 1 || recv(rt_raw, &byte, 1, 0) != 1) {
+            kill(rt_peer, SIGKILL);
+            bench_die_errno("raw round trip");
+        }
+        rt_times[i] = bench_now_ns() - t0;
+    }
+    return bench_median(rt_times, (int)iters);
+}
+
+/* Pins this process and the peer: both to cpus[0] (one CPU, so every wake-up is a context switch on it), or
+ * this one to cpus[0] and the peer to cpus[1]. */
+static void rt_pin(const int cpus[2], int one_cpu)
+{
+    cpu_set_t a, b;
+    CPU_ZERO(&a);
+    CPU_ZERO(&b);
+    CPU_SET(cpus[0], &a);
+    CPU_SET(cpus[one_cpu ? 0 : 1], &b);
+    if (sched_setaffinity(0, sizeof a, &a) != 0 || sched_setaffinity(rt_peer, sizeof b, &b) != 0) {
+        kill(rt_peer, SIGKILL);
+        bench_die_errno("sched_setaffinity");
+    }
+}
+
+/* Rounds interleave everything compared: (one CPU: kosvmm, native), (two CPUs: kosvmm, native), ... */
+static void run_transfer(long iters, int rounds)
+{
+    static double t[4][MAX_ROUNDS];
+    cpu_set_t all;
+    int cpus[2] = {-1, -1}, ncpus = 0;
+    if (sched_getaffinity(0, sizeof all, &all) != 0)
+        bench_die_errno("sched_getaffinity");
+    for (int c = 0; c < CPU_SETSIZE && ncpus < 2; c++)
+        if (CPU_ISSET(c, &all))
+            cpus[ncpus++] = c;
+    rt_start();
+    int configs = ncpus >= 2 ? 2 : 1;
+    for (int cfg = 0; cfg < configs; cfg++) { /* untimed warm-up */
+        rt_pin(cpus, cfg == 0);
+        k_transfer_body(0, iters / 10 + 1);
+        n_transfer_body(0, iters / 10 + 1);
+    }
+    for (int r = 0; r < rounds; r++) {
+        progress("handle transfer round trip", r, rounds);
+        for (int cfg = 0; cfg < configs; cfg++) {
+            rt_pin(cpus, cfg == 0);
+            t[2 * cfg][r] = k_transfer_body(0, iters);
+            t[2 * cfg + 1][r] = n_transfer_body(0, iters);
+        }
+    }
+    if (progress_tty)
+        fprintf(stderr, "\r\033[K");
+    rt_stop();
+    sched_setaffinity(0, sizeof all, &all);
+    char name[96];
+    snprintf(name, sizeof name, "handle round trip, 1 CPU (cpu %d)", cpus[0]);
+    print_row(name, t[0], t[1], rounds, iters);
+    if (configs == 2) {
+        snprintf(name, sizeof name, "handle round trip, 2 CPUs (cpus %d, %d)", cpus[0], cpus[1]);
+        print_row(name, t[2], t[3], rounds, iters);
+    } else {
+        printf("%-44s %12s %12s %8s   %s\n", "handle round trip, 2 CPUs", "n/a", "n/a", "n/a",
+               "(only one CPU allowed)");
+    }
+}
+
 static long anon_huge_kib(void)
 {
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
@@ -291,26 +503,40 @@ static void probe_locked(size_t size, char *out, size_t len)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kosvmm-bench-core [--rounds N] [--quick] [--csv FILE]\n"
+    fprintf(out, "usage: kosvmm-bench-core [--rounds N] [--quick] [--csv FILE] [--only GROUP]\n"
                  "  --rounds N   interleaved rounds per case (default 7, 3 with --quick), at most %d\n"
                  "  --quick      fewer iterations and 64 MiB instead of 1 GiB commits (CI smoke test)\n"
-                 "  --csv FILE   also write the rows as CSV\n", MAX_ROUNDS);
+                 "  --csv FILE   also write the rows as CSV\n"
+                 "  --only GROUP run one group of cases: reserve, commit, query or transfer\n", MAX_ROUNDS);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"rounds", required_argument, NULL, 'r'}, {"quick", no_argument, NULL, 'q'},
-        {"csv", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"csv", required_argument, NULL, 'c'}, {"only", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int rounds = 0, rounds_set = 0, quick = 0, c;
-    const char *csv_path = NULL;
-    while ((c = getopt_long(argc, argv, "r:qc:h", opts, NULL)) != -1) {
+    const char *csv_path = NULL, *only = NULL;
+    while ((c = getopt_long(argc, argv, "r:qc:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'r': rounds = atoi(optarg); rounds_set = 1; break;
         case 'q': quick = 1; break;
         case 'c': csv_path = optarg; break;
+        case 'o': only = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
+        }
+    }
+    static const char *const groups[] = {"reserve", "commit", "query", "transfer"};
+    int run[4] = {1, 1, 1, 1};
+    if (only) {
+        int known = 0;
+        for (int g = 0; g < 4; g++)
+            known |= run[g] = strcmp(only, groups[g]) == 0;
+        if (!known) {
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc || (rounds_set && (rounds < 1 || rounds > MAX_ROUNDS))) {
@@ -333,6 +559,7 @@ int main(int argc, char **argv)
     while (avail_kib > 0 && commit_size > 64 * MIB && commit_size / KIB * 3 > (size_t)avail_kib)
         commit_size /= 2;
     const long reserve_iters = quick ? 2000 : 20000, query_iters = quick ? 50000 : 500000;
+    const long transfer_iters = quick ? 300 : 3000;
     const size_t region_counts[] = {1, 1000, 100000};
 
     struct utsname uts;
@@ -341,7 +568,10 @@ int main(int argc, char **argv)
     uname(&uts);
     getrlimit(RLIMIT_MEMLOCK, &ml);
     bench_read_line("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof thp);
-    probe_locked(commit_size, probe, sizeof probe);
+    if (run[1])
+        probe_locked(commit_size, probe, sizeof probe);
+    else
+        snprintf(probe, sizeof probe, "not probed (--only)");
 
     printf("kosvmm-bench-core: Linux %s %s, page %zu B, euid %d, RLIMIT_MEMLOCK %s, THP \"%s\"\n", uts.release,
            uts.machine, page_size, (int)geteuid(),
@@ -354,8 +584,10 @@ int main(int argc, char **argv)
     static const char *const l_reserve64[] = {"reserve+unmap 64 KiB"};
     static const char *const l_reserve1g[] = {"reserve+unmap 1 GiB"};
     body_fn reserve_fns[] = {k_reserve_body, n_reserve_body};
-    run_case("reserve+unmap 64 KiB", l_reserve64, reserve_fns, 2, 64 * KIB, reserve_iters, rounds);
-    run_case("reserve+unmap 1 GiB", l_reserve1g, reserve_fns, 2, GIB, reserve_iters, rounds);
+    if (run[0]) {
+        run_case("reserve+unmap 64 KiB", l_reserve64, reserve_fns, 2, 64 * KIB, reserve_iters, rounds);
+        run_case("reserve+unmap 1 GiB", l_reserve1g, reserve_fns, 2, GIB, reserve_iters, rounds);
+    }
 
     char l_eager[2][96], l_commit[2][96];
     bench_fmt_size(commit_size, sz, sizeof sz);
@@ -366,11 +598,13 @@ int main(int argc, char **argv)
     const char *const le[] = {l_eager[0], l_eager[1]}, *const lc[] = {l_commit[0], l_commit[1]};
     body_fn eager_fns[] = {k_eager_body, n_eager_body, n_eager_pin_body};
     body_fn commit_fns[] = {k_commit_body, n_commit_body, n_commit_pin_body};
-    run_case(l_eager[0], le, eager_fns, 3, commit_size, 1, rounds);
-    run_case(l_commit[0], lc, commit_fns, 3, commit_size, 1, rounds);
+    if (run[1]) {
+        run_case(l_eager[0], le, eager_fns, 3, commit_size, 1, rounds);
+        run_case(l_commit[0], lc, commit_fns, 3, commit_size, 1, rounds);
+    }
 
     body_fn query_fns[] = {k_query_body, n_query_body};
-    for (size_t i = 0; i < sizeof region_counts / sizeof region_counts[0]; i++) {
+    for (size_t i = 0; run[2] && i < sizeof region_counts / sizeof region_counts[0]; i++) {
         size_t want = region_counts[i];
         query_bases = calloc(want, sizeof(void *));
         if (!query_bases)
@@ -392,6 +626,9 @@ int main(int argc, char **argv)
         free(query_bases);
     }
 
+    if (run[3])
+        run_transfer(transfer_iters, rounds);
+
     kosvmm_stats st;
     Retcode rc = kosvmm_get_stats(&st);
     if (RC_FAILED(rc))
@@ -404,6 +641,12 @@ int main(int argc, char **argv)
            "  KnVmQuery:    mincore() of one page at the same random region bases: the kernel's own lookup, a\n"
            "                system call, so a reference point for the O(log n) growth, not an equivalent operation;\n"
            "                lookups go to random regions, so with many regions cache misses add to the tree walk\n"
+           "  handle:       kosvmm_channel_send_handle(READ-only copy of a READ|WRITE one-page MDL buffer) + the\n"
+           "                peer's kosvmm_channel_recv + KnHandleClose + a 1-byte kosvmm_channel_send back, against\n"
+           "                sendmsg(SCM_RIGHTS, memfd) + recvmsg + close + 1-byte send back on a SEQPACKET pair;\n"
+           "                the peer is a forked process; \"1 CPU\" pins both to one CPU (every message is a\n"
+           "                context switch there), \"2 CPUs\" pins them to two (wake-up latency dominates);\n"
+           "                each round reports the median of its round trips, not their mean\n"
            "notes:\n"
            "  THP is disabled in the native baselines (MADV_NOHUGEPAGE) so they fault 4 KiB pages; the probe line\n"
            "  above shows whether kosvmm's commit got huge pages (AnonHugePages) on this machine.\n"

@@ -288,7 +288,11 @@ Retcode kosvmm_channel_send(kosvmm_channel *channel, const void *payload, rtl_si
 
 /* Sends handle with rights (its rights AND mask), plus payload as above. mask holds
  * KOSVMM_RIGHT_READ/WRITE/EXECUTE/TRANSFER bits only; leaving TRANSFER out stops the receiver
- * from passing the handle on. The sender's handle is unchanged and stays the sender's. */
+ * from passing the handle on. The sender's handle is unchanged and stays the sender's.
+ * The datagram carries the handle's own descriptors (the kernel takes its own references), so a
+ * send makes no descriptor, except the first read-only send of a buffer from a writable handle:
+ * it makes the buffer's read-only description, kept (one descriptor) until the last handle to
+ * the buffer in this process closes; without room for it the send fails with rcQuotaExceeded. */
 Retcode kosvmm_channel_send_handle(kosvmm_channel *channel, Handle handle, rtl_uint32_t mask,
                                    const void *payload, rtl_size_t size);
 

@@ -182,11 +182,14 @@ static int send_handle(kosvmm_channel *channel, Handle handle, uint32_t mask, co
     if (!channel || (mask & ~KNOWN_RIGHTS) || size > KVMM_WIRE_MAX_PAYLOAD || (size && !payload))
         return -EINVAL;
     struct kvmm_mdl_export e;
-    int rc = kvmm_mdl_export(handle, mask, &e);
+    struct kvmm_mdl *lender;
+    /* The handle's own descriptors go into the datagram: sendmsg takes its own references to the
+     * files, so nothing needs to be duplicated for it and closed after. */
+    int rc = kvmm_mdl_export_lent(handle, mask, &e, &lender);
     if (rc)
         return rc;
     rc = kvmm_wire_send(channel->fd, &e, payload, size);
-    kvmm_mdl_export_close(&e); /* the datagram holds its own references to the files */
+    kvmm_mdl_export_return(lender);
     return rc;
 }
 

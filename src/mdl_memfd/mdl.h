@@ -8,11 +8,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct kvmm_mdl;
+
 /*
  * Owned by the MDL-buffer code (mdl_*.c). The channel code (channel*.c) uses only what is declared
  * here to move a handle between processes:
- *   sender:   kvmm_mdl_export(h, mask, &e) -> send e's fds with SCM_RIGHTS and its numbers as payload
- *             -> kvmm_mdl_export_close(&e)
+ *   sender:   kvmm_mdl_export_lent(h, mask, &e, &lender) -> send e's fds with SCM_RIGHTS and its
+ *             numbers as payload -> kvmm_mdl_export_return(lender)
+ *             (or kvmm_mdl_export(h, mask, &e) ... kvmm_mdl_export_close(&e) with fds of e's own)
  *   receiver: rebuild e from the message (fds received with MSG_CMSG_CLOEXEC) -> kvmm_mdl_import(&e, &h)
  */
 
@@ -41,6 +44,13 @@ struct kvmm_mdl_export {
  * h's own revocation word). The buffer fd is a read-only description unless the narrowed rights
  * hold KVMM_RIGHT_WRITE; every fd is close-on-exec. On failure e is untouched. */
 int kvmm_mdl_export(Handle h, uint32_t mask, struct kvmm_mdl_export *e);
+/* The fast path of a transfer: as kvmm_mdl_export, but no descriptor is made for e. Its fds are
+ * the handle's own (its buffer description, or the buffer's read-only description, made once per
+ * buffer and kept while a handle to it lives here, and its revocation pages'), lent until
+ * kvmm_mdl_export_return(*lender): long enough for a sendmsg, whose datagram then holds its own
+ * references. e must not be closed, imported or kept past the return. */
+int kvmm_mdl_export_lent(Handle h, uint32_t mask, struct kvmm_mdl_export *e, struct kvmm_mdl **lender);
+void kvmm_mdl_export_return(struct kvmm_mdl *lender);
 /* Closes every fd of e and marks them -1. */
 void kvmm_mdl_export_close(struct kvmm_mdl_export *e);
 /* Turns a received description into a handle of this process. Takes ownership of e's fds in all

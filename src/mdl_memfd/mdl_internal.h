@@ -36,6 +36,7 @@ struct kvmm_mdl_word {
 };
 
 struct kvmm_mdl_held;
+struct stat;
 
 struct kvmm_mdl {
     uint32_t refs;                 /* the handle plus in-flight lookups (atomic) */
@@ -48,6 +49,7 @@ struct kvmm_mdl {
     struct kvmm_mdl_word own;      /* revoked -> set; allocated on first clone or export */
     uint32_t nanc;
     struct kvmm_mdl_word anc[KVMM_MDL_MAX_REVOKE]; /* words of the origins: any set -> revoked */
+    uint32_t fresh;                /* until published: bit i = anc[i]'s page was mapped by this import */
 };
 
 #define KVMM_RIGHT_RWX (KVMM_RIGHT_READ | KVMM_RIGHT_WRITE | KVMM_RIGHT_EXECUTE)
@@ -59,6 +61,9 @@ extern const struct kvmm_handle_ops kvmm_mdl_ops;
  * Charges the MDL quotas when this process holds no other handle to the buffer (-EDQUOT). */
 int kvmm_mdl_object_new(int fd, uint64_t buffer_size, uint64_t offset, uint64_t length,
                         struct kvmm_mdl **out);
+/* The same, with fd's fstat already at hand. */
+int kvmm_mdl_object_new_stat(int fd, const struct stat *st, uint64_t buffer_size, uint64_t offset,
+                             uint64_t length, struct kvmm_mdl **out);
 /* Frees an object that never got a handle (its fd and page references with it). */
 void kvmm_mdl_object_free(struct kvmm_mdl *o);
 /* Opens a handle on o; on failure o is freed. */
@@ -83,7 +88,11 @@ bool kvmm_mdl_prot_valid(int prot);
 bool kvmm_mdl_aligned(uint64_t v);
 
 /* mdl_quota.c — a buffer counts once, from its first handle here to its last. */
-int kvmm_mdl_hold(int fd, uint64_t bytes, struct kvmm_mdl_held **out);
+/* st: fd's fstat when the caller has it, else NULL. */
+int kvmm_mdl_hold(int fd, const struct stat *st, uint64_t bytes, struct kvmm_mdl_held **out);
+/* The buffer's read-only description (made on first use from fd, a description of the buffer,
+ * and kept until the buffer's last handle here closes): lent, never to be closed by the caller. */
+int kvmm_mdl_held_ro_fd(struct kvmm_mdl_held *h, int fd, int *out);
 void kvmm_mdl_unhold(struct kvmm_mdl_held *h);
 
 /* mdl_revoke.c — all under one process-wide lock, never held while calling the handle table. */
@@ -95,12 +104,19 @@ int kvmm_mdl_own_word(struct kvmm_mdl *o);
 int kvmm_mdl_inherit(struct kvmm_mdl *dst, const struct kvmm_mdl *src);
 /* Drops o's page references (own word and ancestry). */
 void kvmm_mdl_drop_words(struct kvmm_mdl *o);
-/* Appends to e the read-only fds and slots of o's ancestry and own word. */
-int kvmm_mdl_export_words(const struct kvmm_mdl *o, struct kvmm_mdl_export *e);
-/* Makes the words of e o's ancestry, mapping each page read-only (one mapping per page);
- * closes e's revocation fds and marks them -1 in all cases. */
+/* Fills e's revocation part with the read-only fds and slots of o's ancestry and own word. The fds
+ * are the pages' own, lent: valid while the caller holds a reference on o, never closed by it. */
+int kvmm_mdl_lend_words(const struct kvmm_mdl *o, struct kvmm_mdl_export *e);
+/* Makes the words of e o's ancestry, mapping each page read-only (one mapping per page, kept in a
+ * bounded cache after its last handle closes); closes e's revocation fds or keeps them as the
+ * pages' own, and marks them -1 in all cases. If o is freed before kvmm_mdl_settle_words, the
+ * pages this import mapped are unmapped rather than cached. */
 int kvmm_mdl_import_words(struct kvmm_mdl *o, struct kvmm_mdl_export *e);
-/* Revocation pages this process holds (for tests). */
+/* The import that made o succeeded: pages it mapped may be cached once no handle uses them. */
+void kvmm_mdl_settle_words(struct kvmm_mdl *o);
+/* Revocation pages handles of this process refer to (for tests). */
 uint32_t kvmm_mdl_rpage_count(void);
+/* Imported pages no handle refers to, kept mapped (no fd) in the cache (for tests). */
+uint32_t kvmm_mdl_rpage_cached(void);
 
 #endif

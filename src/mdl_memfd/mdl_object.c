@@ -39,8 +39,14 @@ const struct kvmm_handle_ops kvmm_mdl_ops = {
 int kvmm_mdl_object_new(int fd, uint64_t buffer_size, uint64_t offset, uint64_t length,
                         struct kvmm_mdl **out)
 {
+    return kvmm_mdl_object_new_stat(fd, NULL, buffer_size, offset, length, out);
+}
+
+int kvmm_mdl_object_new_stat(int fd, const struct stat *st, uint64_t buffer_size, uint64_t offset,
+                             uint64_t length, struct kvmm_mdl **out)
+{
     struct kvmm_mdl *o = calloc(1, sizeof *o);
-    int rc = o ? kvmm_mdl_hold(fd, buffer_size, &o->held) : -ENOMEM;
+    int rc = o ? kvmm_mdl_hold(fd, st, buffer_size, &o->held) : -ENOMEM;
     if (rc) {
         free(o);
         close(fd);
@@ -64,10 +70,21 @@ void kvmm_mdl_object_free(struct kvmm_mdl *o)
 
 int kvmm_mdl_publish(struct kvmm_mdl *o, uint32_t rights, Handle *out)
 {
+    /* An import's object is held past the publication, so that its pages can be settled even if
+     * another thread closes the new handle at once. */
+    bool settle = o->fresh != 0;
+    if (settle)
+        mdl_acquire(o);
     int rc = kvmm_handle_open(&kvmm_mdl_ops, o, rights, out);
-    if (rc)
+    if (rc) {
         kvmm_mdl_object_free(o);
-    return rc;
+        return rc;
+    }
+    if (settle) {
+        kvmm_mdl_settle_words(o);
+        kvmm_mdl_put(o);
+    }
+    return 0;
 }
 
 int kvmm_mdl_get(Handle h, struct kvmm_mdl **out, uint32_t *rights)

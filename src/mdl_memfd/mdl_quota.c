@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "avl.h"
 #include "fork.h"
@@ -23,15 +24,18 @@ struct kvmm_mdl_held {
     uint64_t bytes;
     uint32_t refs;
     bool in_tree;
+    int ro_fd;                 /* the buffer's read-only description for transfers, or -1 (atomic) */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kvmm_avl_tree held;
 
-int kvmm_mdl_hold(int fd, uint64_t bytes, struct kvmm_mdl_held **out)
+int kvmm_mdl_hold(int fd, const struct stat *known, uint64_t bytes, struct kvmm_mdl_held **out)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0)
+    if (known)
+        st = *known;
+    else if (fstat(fd, &st) != 0)
         return -errno;
     pthread_mutex_lock(&lock);
     struct kvmm_avl_node *n = kvmm_avl_floor(&held, (uintptr_t)st.st_ino);
@@ -50,6 +54,7 @@ int kvmm_mdl_hold(int fd, uint64_t bytes, struct kvmm_mdl_held **out)
             h->dev = (uint64_t)st.st_dev;
             h->bytes = bytes;
             h->refs = 1;
+            h->ro_fd = -1;
             h->in_tree = !shared_key;
             if (h->in_tree)
                 kvmm_avl_insert(&held, &h->node);
@@ -71,10 +76,45 @@ void kvmm_mdl_unhold(struct kvmm_mdl_held *h)
         kvmm_avl_remove(&held, &h->node);
     pthread_mutex_unlock(&lock);
     if (last) {
+        if (h->ro_fd >= 0)
+            close(h->ro_fd);
         kvmm_quota_uncharge(KVMM_Q_MDL_BUFFERS, 1);
         kvmm_quota_uncharge(KVMM_Q_MDL_BYTES, h->bytes);
         free(h);
     }
 }
+
+/*
+ * Narrowing a read-write handle to a read-only copy needs a read-only file description, and the
+ * only way to make one is a reopen through /proc/self/fd: a path walk and a new struct file, the
+ * dearest step of a transfer. The description grants nothing beyond the buffer's read right, so
+ * one per buffer serves every read-only transfer of it (the kernel keeps its own reference for
+ * each datagram). It lives as long as the buffer is held here: the fd of a handle to the buffer,
+ * which every caller holds, keeps this entry alive, so the number stays valid while it is lent
+ * out. Descriptors sent to several receivers this way share one description, as descriptors of a
+ * read-only handle always did (a dup); the buffer is only mapped or written with pwrite, so the
+ * shared file offset and status flags do not matter.
+ */
+int kvmm_mdl_held_ro_fd(struct kvmm_mdl_held *h, int fd, int *out)
+{
+    int ro = __atomic_load_n(&h->ro_fd, __ATOMIC_ACQUIRE);
+    if (ro < 0) {
+        int nfd, rc = kvmm_mdl_fd_for(fd, KVMM_RIGHT_READ, &nfd);
+        if (rc)
+            return rc;
+        pthread_mutex_lock(&lock);
+        if ((ro = h->ro_fd) < 0) {
+            __atomic_store_n(&h->ro_fd, nfd, __ATOMIC_RELEASE);
+            ro = nfd;
+            nfd = -1;
+        }
+        pthread_mutex_unlock(&lock);
+        if (nfd >= 0)
+            close(nfd); /* another thread made one first */
+    }
+    *out = ro;
+    return 0;
+}
+
 
 KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_MDL_HOLD);

@@ -21,21 +21,61 @@
  * read-only descriptions, so they cannot clear a word.
  *
  * A word is never handed out twice: a copy in another process may still read it, and this process
- * cannot know when that copy is gone. A page is unmapped and its fd closed here when no local
+ * cannot know when that copy is gone. A local page is unmapped and its fd closed here when no local
  * handle refers to it any more; its memory lives on while other processes hold it.
+ *
+ * An imported page that no handle here refers to any more stays mapped, its fd closed, in a small
+ * cache: a peer sends every handle with words on the same few pages, and mapping a page for each
+ * received handle and unmapping it at its close (a page fault on the first load, a TLB shootdown
+ * across CPUs at the munmap) cost more than the rest of a transfer. The mapping pins the page's
+ * inode, so its (dev, ino) cannot be reused by another file while it is cached: a received fd with
+ * that identity is that very page, whose seals were checked when it was first mapped, and takes
+ * the place of the closed fd. The cache holds no descriptor and at most RPAGE_CACHE_MAX pages
+ * (least recently used out first), so a peer that dies or sends ever new pages costs at most that
+ * many mappings of one page each here. A page first mapped by an import that then fails is
+ * unmapped, not cached: a refused message leaves no mapping behind.
  */
 
+#define RPAGE_CACHE_MAX 8
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct kvmm_mdl_rpage *pages;   /* every page this process maps */
+static struct kvmm_mdl_rpage *pages;   /* every page a handle here refers to */
 static struct kvmm_mdl_rpage *current; /* the local page new words come from, or NULL */
-static uint32_t npages;
+static struct kvmm_mdl_rpage *cached;  /* imported pages no handle refers to, most recent first */
+static uint32_t npages, ncached;
 
 static uint32_t words_per_page(void)
 {
     return (uint32_t)(kvmm_os_page_size() / sizeof(uint32_t));
 }
 
-static void unref(struct kvmm_mdl_rpage *p)
+static void page_free(struct kvmm_mdl_rpage *p)
+{
+    kvmm_os_release((uintptr_t)p->words, kvmm_os_page_size());
+    if (p->fd >= 0)
+        close(p->fd);
+    free(p);
+}
+
+/* Puts an imported page no handle refers to into the cache; lock held. */
+static void cache_put(struct kvmm_mdl_rpage *p)
+{
+    close(p->fd);
+    p->fd = -1;
+    p->next = cached;
+    cached = p;
+    if (++ncached <= RPAGE_CACHE_MAX)
+        return;
+    struct kvmm_mdl_rpage **pp = &cached;
+    while ((*pp)->next)
+        pp = &(*pp)->next;
+    page_free(*pp);
+    *pp = NULL;
+    ncached--;
+}
+
+/* keep: an imported page may go to the cache (false: a failed import mapped it). */
+static void unref(struct kvmm_mdl_rpage *p, bool keep)
 {
     if (--p->refs)
         return;
@@ -46,9 +86,10 @@ static void unref(struct kvmm_mdl_rpage *p)
     npages--;
     if (current == p)
         current = NULL;
-    kvmm_os_release((uintptr_t)p->words, kvmm_os_page_size());
-    close(p->fd);
-    free(p);
+    if (keep && !p->local)
+        cache_put(p);
+    else
+        page_free(p);
 }
 
 /* A new local page, mapped read-write; lock held. */
@@ -158,11 +199,12 @@ void kvmm_mdl_drop_words(struct kvmm_mdl *o)
         return;
     pthread_mutex_lock(&lock);
     if (o->own.page)
-        unref(o->own.page);
+        unref(o->own.page, true);
     for (uint32_t i = 0; i < o->nanc; i++)
-        unref(o->anc[i].page);
+        unref(o->anc[i].page, !(o->fresh & (1u << i)));
     o->own.page = NULL;
     o->nanc = 0;
+    o->fresh = 0;
     pthread_mutex_unlock(&lock);
 }
 
@@ -182,28 +224,21 @@ void kvmm_mdl_revoke_object(void *object, bool close)
     pthread_mutex_unlock(&lock);
 }
 
-int kvmm_mdl_export_words(const struct kvmm_mdl *o_const, struct kvmm_mdl_export *e)
+int kvmm_mdl_lend_words(const struct kvmm_mdl *o_const, struct kvmm_mdl_export *e)
 {
     struct kvmm_mdl *o = (struct kvmm_mdl *)o_const;
     pthread_mutex_lock(&lock);
     int rc = o->nanc + 1 > KVMM_MDL_MAX_REVOKE ? -EDQUOT : own_word_locked(o);
     uint32_t n = 0;
+    /* o references each page, so each page's fd stays open while the caller holds o. */
     for (; rc == 0 && n <= o->nanc; n++) {
         struct kvmm_mdl_word w = n < o->nanc ? o->anc[n] : o->own;
-        int fd = fcntl(w.page->fd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
-            rc = -errno;
-            break;
-        }
-        e->revoke_fd[n] = fd;
+        e->revoke_fd[n] = w.page->fd;
         e->revoke_slot[n] = w.slot;
     }
     pthread_mutex_unlock(&lock);
-    if (rc) {
-        while (n--)
-            close(e->revoke_fd[n]);
+    if (rc)
         return rc;
-    }
     e->revoke_count = n;
     for (; n < KVMM_MDL_MAX_REVOKE; n++) {
         e->revoke_fd[n] = -1;
@@ -212,8 +247,9 @@ int kvmm_mdl_export_words(const struct kvmm_mdl *o_const, struct kvmm_mdl_export
     return 0;
 }
 
-/* Whether fd can serve as a revocation page: a read-only description of a regular file at least
- * a page long that cannot shrink (a shrunk page would turn our loads into SIGBUS). */
+/* What a revocation page fd must be, whether or not its page is known here: a read-only
+ * description (another process we pass it on to must not be able to clear a word) of a regular
+ * file at least a page long, and a word inside the page. */
 static int check_page_fd(int fd, uint32_t slot, struct stat *st)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -221,37 +257,74 @@ static int check_page_fd(int fd, uint32_t slot, struct stat *st)
         return -EINVAL;
     if ((fl & O_ACCMODE) != O_RDONLY)
         return -EACCES;
-    int seals = fcntl(fd, F_GET_SEALS);
     if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_size < (off_t)kvmm_os_page_size() ||
-        seals < 0 || !(seals & F_SEAL_SHRINK) || slot >= words_per_page())
+        slot >= words_per_page())
         return -EINVAL;
     return 0;
 }
 
-/* The page with this identity, referenced, or a new read-only mapping of fd; lock held.
- * Takes fd in all cases. */
-static int page_attach(int fd, const struct stat *st, struct kvmm_mdl_rpage **out)
+static bool same_file(const struct kvmm_mdl_rpage *p, const struct stat *st)
 {
-    for (struct kvmm_mdl_rpage *p = pages; p; p = p->next) {
-        if (p->dev == (uint64_t)st->st_dev && p->ino == (uint64_t)st->st_ino) {
-            close(fd);
-            p->refs++;
-            *out = p;
-            return 0;
+    return p->dev == (uint64_t)st->st_dev && p->ino == (uint64_t)st->st_ino;
+}
+
+/* The page mapped here with st's identity, referenced or cached (*in_cache), or NULL; lock held. */
+static struct kvmm_mdl_rpage *page_find(const struct stat *st, struct kvmm_mdl_rpage ***in_cache)
+{
+    *in_cache = NULL;
+    for (struct kvmm_mdl_rpage *p = pages; p; p = p->next)
+        if (same_file(p, st))
+            return p;
+    for (struct kvmm_mdl_rpage **pp = &cached; *pp; pp = &(*pp)->next)
+        if (same_file(*pp, st)) {
+            *in_cache = pp;
+            return *pp;
         }
-    }
-    struct kvmm_mdl_rpage *p = calloc(1, sizeof *p);
-    uintptr_t m;
-    int rc = p ? kvmm_os_map_file(fd, 0, kvmm_os_page_size(), PROT_READ, 0, &m) : -ENOMEM;
-    if (rc) {
-        free(p);
+    return NULL;
+}
+
+/* A page not mapped here yet must also be sealed against shrinking: a shrunk page would turn our
+ * loads into SIGBUS. Pages mapped here were checked when they were mapped (or made here), and
+ * seals are never removed. Lock held. */
+static int check_new_page_fd(int fd, const struct stat *st)
+{
+    struct kvmm_mdl_rpage **in_cache;
+    if (page_find(st, &in_cache))
+        return 0;
+    int seals = fcntl(fd, F_GET_SEALS);
+    return seals < 0 || !(seals & F_SEAL_SHRINK) ? -EINVAL : 0;
+}
+
+/* The page with this identity, referenced (out of the cache if it was there: fd takes the place of
+ * the fd it closed), or a new read-only mapping of fd (*fresh); lock held. Takes fd in all cases. */
+static int page_attach(int fd, const struct stat *st, struct kvmm_mdl_rpage **out, bool *fresh)
+{
+    struct kvmm_mdl_rpage **in_cache, *p = page_find(st, &in_cache);
+    *fresh = false;
+    if (p && !in_cache) {
         close(fd);
-        return rc;
+        p->refs++;
+        *out = p;
+        return 0;
     }
-    p->words = (uint32_t *)m;
+    if (p) {
+        *in_cache = p->next;
+        ncached--;
+    } else {
+        p = calloc(1, sizeof *p);
+        uintptr_t m;
+        int rc = p ? kvmm_os_map_file(fd, 0, kvmm_os_page_size(), PROT_READ, 0, &m) : -ENOMEM;
+        if (rc) {
+            free(p);
+            close(fd);
+            return rc;
+        }
+        p->words = (uint32_t *)m;
+        p->dev = st->st_dev;
+        p->ino = st->st_ino;
+        *fresh = true;
+    }
     p->fd = fd;
-    p->dev = st->st_dev;
-    p->ino = st->st_ino;
     p->refs = 1;
     p->next = pages;
     pages = p;
@@ -269,6 +342,8 @@ int kvmm_mdl_import_words(struct kvmm_mdl *o, struct kvmm_mdl_export *e)
     for (uint32_t i = 0; i < n && rc == 0; i++)
         rc = check_page_fd(e->revoke_fd[i], e->revoke_slot[i], &st[i]);
     pthread_mutex_lock(&lock);
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = check_new_page_fd(e->revoke_fd[i], &st[i]);
     for (uint32_t i = 0; i < n; i++) {
         int fd = e->revoke_fd[i];
         e->revoke_fd[i] = -1;
@@ -277,9 +352,12 @@ int kvmm_mdl_import_words(struct kvmm_mdl *o, struct kvmm_mdl_export *e)
             continue;
         }
         struct kvmm_mdl_rpage *p = NULL;
-        if ((rc = page_attach(fd, &st[i], &p)) == 0) {
+        bool fresh;
+        if ((rc = page_attach(fd, &st[i], &p, &fresh)) == 0) {
             o->anc[o->nanc].page = p;
             o->anc[o->nanc].slot = e->revoke_slot[i];
+            if (fresh)
+                o->fresh |= 1u << o->nanc;
             o->nanc++;
         }
     }
@@ -288,6 +366,13 @@ int kvmm_mdl_import_words(struct kvmm_mdl *o, struct kvmm_mdl_export *e)
     if (rc == 0 && kvmm_mdl_is_revoked(o))
         rc = -EKEYREVOKED;
     return rc;
+}
+
+void kvmm_mdl_settle_words(struct kvmm_mdl *o)
+{
+    pthread_mutex_lock(&lock);
+    o->fresh = 0;
+    pthread_mutex_unlock(&lock);
 }
 
 /*
@@ -350,6 +435,14 @@ uint32_t kvmm_mdl_rpage_count(void)
 {
     pthread_mutex_lock(&lock);
     uint32_t n = npages;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+uint32_t kvmm_mdl_rpage_cached(void)
+{
+    pthread_mutex_lock(&lock);
+    uint32_t n = ncached;
     pthread_mutex_unlock(&lock);
     return n;
 }

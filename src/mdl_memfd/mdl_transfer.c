@@ -7,9 +7,9 @@
 
 #include "mdl_internal.h"
 
-int kvmm_mdl_export(Handle h, uint32_t mask, struct kvmm_mdl_export *e)
+int kvmm_mdl_export_lent(Handle h, uint32_t mask, struct kvmm_mdl_export *e, struct kvmm_mdl **lender)
 {
-    if (!e)
+    if (!e || !lender)
         return -EINVAL;
     struct kvmm_mdl *o;
     uint32_t rights;
@@ -24,16 +24,63 @@ int kvmm_mdl_export(Handle h, uint32_t mask, struct kvmm_mdl_export *e)
         x.buffer_size = o->buffer_size;
         x.offset = o->offset;
         x.length = o->length;
-        /* Without WRITE in the narrowed rights the copy gets a read-only description, whatever
-         * this handle holds: the receiver's kernel then refuses writable mappings. */
-        if ((rc = kvmm_mdl_fd_for(o->fd, x.rights, &x.buffer_fd)) == 0 &&
-            (rc = kvmm_mdl_export_words(o, &x)) != 0)
-            close(x.buffer_fd);
+        /* A handle's description always has the access mode of its rights. Without WRITE in the
+         * narrowed rights the copy gets a read-only description, whatever this handle holds: the
+         * receiver's kernel then refuses writable mappings. */
+        if ((x.rights & KVMM_RIGHT_WRITE) || !(rights & KVMM_RIGHT_WRITE))
+            x.buffer_fd = o->fd;
+        else
+            rc = kvmm_mdl_held_ro_fd(o->held, o->fd, &x.buffer_fd);
+        if (rc == 0)
+            rc = kvmm_mdl_lend_words(o, &x);
     }
-    kvmm_mdl_put(o);
-    if (rc == 0)
-        *e = x;
-    return rc;
+    if (rc) {
+        kvmm_mdl_put(o);
+        return rc;
+    }
+    *e = x;
+    *lender = o;
+    return 0;
+}
+
+void kvmm_mdl_export_return(struct kvmm_mdl *lender)
+{
+    if (lender)
+        kvmm_mdl_put(lender);
+}
+
+int kvmm_mdl_export(Handle h, uint32_t mask, struct kvmm_mdl_export *e)
+{
+    if (!e)
+        return -EINVAL;
+    struct kvmm_mdl_export x;
+    struct kvmm_mdl *o;
+    int rc = kvmm_mdl_export_lent(h, mask, &x, &o);
+    if (rc)
+        return rc;
+    /* The caller owns what it gets: duplicates of the lent descriptors. */
+    int *fds[1 + KVMM_MDL_MAX_REVOKE];
+    uint32_t n = 0;
+    fds[n++] = &x.buffer_fd;
+    for (uint32_t i = 0; i < x.revoke_count; i++)
+        fds[n++] = &x.revoke_fd[i];
+    uint32_t done = 0;
+    for (; done < n; done++) {
+        int fd = fcntl(*fds[done], F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            rc = -errno;
+            break;
+        }
+        *fds[done] = fd;
+    }
+    kvmm_mdl_export_return(o);
+    if (rc) {
+        while (done--)
+            close(*fds[done]);
+        return rc;
+    }
+    *e = x;
+    return 0;
 }
 
 void kvmm_mdl_export_close(struct kvmm_mdl_export *e)
@@ -93,12 +140,11 @@ static void close_refused(struct kvmm_mdl_export *e)
 /* The buffer fd against the description: the size it claims, sealed so no holder can shrink it
  * under our mappings, and an access mode that gives at least the rights claimed. Replaces a
  * read-write description by a read-only one when the rights lack WRITE. */
-static int check_buffer_fd(const struct kvmm_mdl_export *e, int *fd)
+static int check_buffer_fd(const struct kvmm_mdl_export *e, int *fd, struct stat *st)
 {
-    struct stat st;
     int fl = fcntl(*fd, F_GETFL), seals = fcntl(*fd, F_GET_SEALS);
-    if (fl < 0 || seals < 0 || fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        (uint64_t)st.st_size != e->buffer_size ||
+    if (fl < 0 || seals < 0 || fstat(*fd, st) != 0 || !S_ISREG(st->st_mode) ||
+        (uint64_t)st->st_size != e->buffer_size ||
         (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
         return -EINVAL;
     int mode = fl & O_ACCMODE;
@@ -126,13 +172,14 @@ int kvmm_mdl_import(struct kvmm_mdl_export *e, Handle *h)
     }
     int fd = e->buffer_fd;
     e->buffer_fd = -1;
-    if ((rc = check_buffer_fd(e, &fd))) {
+    struct stat st; /* the same inode after a read-only reopen: the quota entry can use it */
+    if ((rc = check_buffer_fd(e, &fd, &st))) {
         close(fd);
         kvmm_mdl_export_close(e);
         return rc;
     }
     struct kvmm_mdl *o;
-    if ((rc = kvmm_mdl_object_new(fd, e->buffer_size, e->offset, e->length, &o))) {
+    if ((rc = kvmm_mdl_object_new_stat(fd, &st, e->buffer_size, e->offset, e->length, &o))) {
         kvmm_mdl_export_close(e);
         return rc;
     }
