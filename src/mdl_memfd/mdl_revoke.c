@@ -218,7 +218,7 @@ void kvmm_mdl_revoke_object(void *object, bool close)
         o->revoked = true; /* a clone or export racing with the close gets no live word */
     } else if (o->own.page) {
         /* The handle stays usable: what derives from it from now on gets a fresh word. */
-        unref(o->own.page);
+        unref(o->own.page, true);
         o->own.page = NULL;
     }
     pthread_mutex_unlock(&lock);
