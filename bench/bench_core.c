@@ -4,6 +4,7 @@
 #include <rtl/retcode_hr.h>
 
 #include "bench_util.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -291,9 +292,11 @@ static void probe_locked(size_t size, char *out, size_t len)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kosvmm-bench-core [--rounds N] [--quick] [--csv FILE]\n"
+                 "kosvmm calls against the raw Linux calls doing the same job, in interleaved rounds.\n"
                  "  --rounds N   interleaved rounds per case (default 7, 3 with --quick), at most %d\n"
                  "  --quick      fewer iterations and 64 MiB instead of 1 GiB commits (CI smoke test)\n"
-                 "  --csv FILE   also write the rows as CSV\n", MAX_ROUNDS);
+                 "  --csv FILE   also write the rows as CSV\n"
+                 "  --help       this text\n", MAX_ROUNDS);
 }
 
 int main(int argc, char **argv)
@@ -305,7 +308,16 @@ int main(int argc, char **argv)
     const char *csv_path = NULL;
     while ((c = getopt_long(argc, argv, "r:qc:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'r': rounds = atoi(optarg); rounds_set = 1; break;
+        case 'r': {
+            uint64_t n;
+            if (cli_parse_uint(optarg, 1, MAX_ROUNDS, &n) != 0) {
+                fprintf(stderr, "kosvmm-bench-core: --rounds '%s': expected 1..%d\n", optarg, MAX_ROUNDS);
+                return 2;
+            }
+            rounds = (int)n;
+            rounds_set = 1;
+            break;
+        }
         case 'q': quick = 1; break;
         case 'c': csv_path = optarg; break;
         case 'h': usage(stdout); return 0;

@@ -3,6 +3,7 @@
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,8 +69,29 @@ static void show(const char *step, char *base)
     }
 }
 
-int main(void)
+static void usage(FILE *out)
 {
+    fprintf(out, "usage: vmm_tour\n"
+                 "Takes one region through reserve, commit, write, protect, decommit, reset and unmap,\n"
+                 "printing what KnVmQuery and mincore report after each step. No options but --help.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        usage(stderr);
+        return 2;
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
     pg = (size_t)sysconf(_SC_PAGESIZE);
 
     /* Addresses only: no RAM is used and any access would fault. */
