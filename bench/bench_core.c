@@ -274,7 +274,7 @@ static long anon_huge_kib(void)
 /* What a LOCKED commit really did on this machine: pinned or not, and whether THP gave it huge pages. */
 static void probe_locked(size_t size, char *out, size_t len)
 {
-    kosvmm_stats before, after;
+    kosvmm_stats before = {.size = sizeof(kosvmm_stats)}, after = {.size = sizeof(kosvmm_stats)};
     if (RC_FAILED(kosvmm_get_stats(&before)))
         bench_die_rc("kosvmm_get_stats", rcInvalidArgument);
     long huge0 = anon_huge_kib();
@@ -403,7 +403,7 @@ int main(int argc, char **argv)
         free(query_bases);
     }
 
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     Retcode rc = kosvmm_get_stats(&st);
     if (RC_FAILED(rc))
         bench_die_rc("kosvmm_get_stats", rc);

@@ -83,7 +83,7 @@ static unsigned long long rng_state = 0x9e3779b97f4a7c15ull;
 static int progress_tty;
 static double run_start_ns;
 
-static kosvmm_lazy_config default_cfg;  /* what the library gave at start: defaults or the environment */
+static kosvmm_lazy_config default_cfg = {.size = sizeof(kosvmm_lazy_config)};  /* what the library gave at start: defaults or the environment */
 static int uffd_ok;
 static char uffd_reason[256];          /* why uffd rows are n/a, in full for the header */
 static char uffd_reason_short[96];     /* the same for each n/a row */
@@ -91,6 +91,7 @@ static char uffd_reason_short[96];     /* the same for each n/a row */
 static void get_stats(kosvmm_stats *st)
 {
     memset(st, 0, sizeof *st);
+    st->size = sizeof *st;
     Retcode rc = kosvmm_get_stats(st);
     if (RC_FAILED(rc))
         bench_die_rc("kosvmm_get_stats", rc);
@@ -394,7 +395,7 @@ static void measure(struct bcase *c, int m, struct sample *s)
     struct worker w[MAX_THREADS];
     pthread_barrier_t ready, go;
     char *volatile base = NULL;
-    kosvmm_stats st0, st1;
+    kosvmm_stats st0 = {.size = sizeof(kosvmm_stats)}, st1 = {.size = sizeof(kosvmm_stats)};
     int mt = c->threads > 1;
 
     region_prepare(m, c->size, &r);
@@ -648,7 +649,7 @@ static void progress(int round, int rounds, int done, int total, const struct bc
 static void probe_uffd(void)
 {
     kosvmm_lazy_config cfg = default_cfg;
-    kosvmm_stats st0, st1;
+    kosvmm_stats st0 = {.size = sizeof(kosvmm_stats)}, st1 = {.size = sizeof(kosvmm_stats)};
     size_t size = 64 * page_size;
     cfg.engine = KOSVMM_ENGINE_UFFD;
     Retcode rc = kosvmm_set_lazy_config(&cfg);
@@ -1004,7 +1005,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < ncases; i++)
         print_case(&cases[i], rounds, csv);
 
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     get_stats(&st);
     char el[32];
     printf("\ncolumns: ns/touch = wall time of the timed part / touched pages, median over rounds (ns/page for the\n"

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
            "  %s, resident %zu/4, %s\n", state_name(qi.state), resident(eager, 4 * pg),
            qi.attributes & VMM_PAGE_ATTR_PINNED ? "pinned with mlock" : "populated but not pinned (RLIMIT_MEMLOCK)");
 
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     must(kosvmm_get_stats(&st), "kosvmm_get_stats");
     printf("\nkosvmm_get_stats: %llu regions, %llu bytes reserved, %llu committed (%llu lazy, %llu locked, "
            "%llu pinned)\n", (unsigned long long)st.regions, (unsigned long long)st.reserved_bytes,
