@@ -103,10 +103,13 @@ static void report_guard(void)
                      "it needs Linux 6.13+)", strerror(-rc));
 }
 
-/* KOSVMM_SHOW_STATS: registered with atexit, so it runs before the library's destructors stop the
- * lazy engine, and the figures are those the program left. */
-static void print_stats(void)
+/* KOSVMM_SHOW_STATS, at exit or unload. The counters are what the program left; which engine new lazy
+ * commits would get is not shown, since the engine may already have stopped for exit (it then reports
+ * the kernel engine). */
+__attribute__((destructor)) static void print_stats(void)
 {
+    if (!show_stats)
+        return;
     kosvmm_stats s;
     kosvmm_usage u;
     memset(&s, 0, sizeof s);
@@ -121,9 +124,8 @@ static void print_stats(void)
                  (unsigned long long)s.regions, size_text(s.reserved_bytes, a, sizeof a),
                  size_text(s.committed_bytes, b, sizeof b), size_text(s.lazy_bytes, c, sizeof c),
                  size_text(s.locked_bytes, d, sizeof d), size_text(s.pinned_bytes, e, sizeof e));
-    kvmm_message("  lazy engine %s: uffd faults %llu, pages filled %llu (%llu ahead), fill time %.3f s, "
-                 "last window %u pages, unbacked faults %llu",
-                 s.lazy_engine == KOSVMM_ENGINE_UFFD ? "uffd" : "kernel", (unsigned long long)s.uffd_faults,
+    kvmm_message("  userfaultfd engine: faults %llu, pages filled %llu (%llu ahead), fill time %.3f s, "
+                 "last window %u pages, unbacked faults %llu", (unsigned long long)s.uffd_faults,
                  (unsigned long long)s.uffd_pages_filled, (unsigned long long)s.uffd_readahead_pages,
                  (double)s.uffd_fill_ns / 1e9, (unsigned)s.lazy_window, (unsigned long long)s.uffd_overcommits);
     kvmm_message("  huge-page advised %s; pin refusals %llu; kernel refusals %llu", size_text(s.thp_bytes, f, sizeof f),
@@ -145,6 +147,4 @@ void kvmm_diag_start(const char *policy_source)
         report_guard();
         kvmm_message("policy: %s", policy_source);
     }
-    if (show_stats)
-        atexit(print_stats);
 }

@@ -254,7 +254,7 @@ START_TEST(show_stats_prints_the_statistics_at_exit)
     ck_assert_msg(strstr(err, "kosvmm: statistics of pid ") == err, "%s", err);
     ck_assert_msg(strstr(err, "\nkosvmm:   regions 1, reserved 64.0 KiB, committed 64.0 KiB (lazy 64.0 KiB, fully 0 B, "
                               "pinned 0 B)\n"), "%s", err);
-    ck_assert_msg(strstr(err, "\nkosvmm:   lazy engine "), "%s", err);
+    ck_assert_msg(strstr(err, "\nkosvmm:   userfaultfd engine: faults "), "%s", err);
     ck_assert_msg(strstr(err, "\nkosvmm:   policy: MDL buffers 0 (0 B), handles 0, quota refusals 0, denials 0\n"),
                   "%s", err);
     ck_assert_int_eq(lines(err), 5);
