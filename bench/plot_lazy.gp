@@ -21,7 +21,7 @@ set datafile missing ''
 info = system(sprintf("sed -n 's/^# kosvmm-bench-lazy: //p' '%s' | head -n 1", csv))
 tlist = system(sprintf("awk -F, '/^[a-z]/ && $3 ~ /^[0-9]+$/ {print $3}' '%s' | sort -un | tr '\n' ' '", csv))
 nt = words(tlist)
-if (nt == 0) { print sprintf("plot_lazy.gp: no data rows in %s", csv); exit }
+if (nt == 0) { print sprintf("plot_lazy.gp: no data rows in %s", csv); exit status 1 }
 
 # The access patterns, in the benchmark's order, and the methods drawn (native 4K is the 1x line).
 pkeys = "seq_fwd_write seq_fwd_read seq_bwd_write stride16_write random_all_write sparse10_write sparse1_write"
