@@ -6,6 +6,7 @@
 #include <rtl/retcode_hr.h>
 
 #include "bench_util.h"
+#include "cli.h"
 
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -486,7 +487,7 @@ static long anon_huge_kib(void)
 /* What a LOCKED commit really did on this machine: pinned or not, and whether THP gave it huge pages. */
 static void probe_locked(size_t size, char *out, size_t len)
 {
-    kosvmm_stats before, after;
+    kosvmm_stats before = {.size = sizeof(kosvmm_stats)}, after = {.size = sizeof(kosvmm_stats)};
     if (RC_FAILED(kosvmm_get_stats(&before)))
         bench_die_rc("kosvmm_get_stats", rcInvalidArgument);
     long huge0 = anon_huge_kib();
@@ -504,10 +505,12 @@ static void probe_locked(size_t size, char *out, size_t len)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: kosvmm-bench-core [--rounds N] [--quick] [--csv FILE] [--only GROUP]\n"
+                 "kosvmm calls against the raw Linux calls doing the same job, in interleaved rounds.\n"
                  "  --rounds N   interleaved rounds per case (default 7, 3 with --quick), at most %d\n"
                  "  --quick      fewer iterations and 64 MiB instead of 1 GiB commits (CI smoke test)\n"
                  "  --csv FILE   also write the rows as CSV\n"
-                 "  --only GROUP run one group of cases: reserve, commit, query or transfer\n", MAX_ROUNDS);
+                 "  --only GROUP run one group of cases: reserve, commit, query or transfer\n"
+                 "  --help       this text\n", MAX_ROUNDS);
 }
 
 int main(int argc, char **argv)
@@ -520,7 +523,16 @@ int main(int argc, char **argv)
     const char *csv_path = NULL, *only = NULL;
     while ((c = getopt_long(argc, argv, "r:qc:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'r': rounds = atoi(optarg); rounds_set = 1; break;
+        case 'r': {
+            uint64_t n;
+            if (cli_parse_uint(optarg, 1, MAX_ROUNDS, &n) != 0) {
+                fprintf(stderr, "kosvmm-bench-core: --rounds '%s': expected 1..%d\n", optarg, MAX_ROUNDS);
+                return 2;
+            }
+            rounds = (int)n;
+            rounds_set = 1;
+            break;
+        }
         case 'q': quick = 1; break;
         case 'c': csv_path = optarg; break;
         case 'o': only = optarg; break;
@@ -629,7 +641,7 @@ int main(int argc, char **argv)
     if (run[3])
         run_transfer(transfer_iters, rounds);
 
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     Retcode rc = kosvmm_get_stats(&st);
     if (RC_FAILED(rc))
         bench_die_rc("kosvmm_get_stats", rc);

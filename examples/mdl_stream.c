@@ -5,9 +5,12 @@
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
+#include "cli.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdint.h>
@@ -244,19 +247,6 @@ static double median_us(uint64_t *v, size_t n)
     return (double)v[n / 2] / 1000.0;
 }
 
-static uint64_t parse_size(const char *s)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    switch (*end) {
-    case 'G': case 'g': v <<= 30; break;
-    case 'M': case 'm': v <<= 20; break;
-    case 'K': case 'k': v <<= 10; break;
-    default: break;
-    }
-    return v;
-}
-
 static pid_t start_consumer(kosvmm_channel *theirs, int raw_theirs)
 {
     pid_t pid = fork();
@@ -373,20 +363,41 @@ static void round_trips(kosvmm_channel *ch, int raw_fd)
     printf("         handle / raw fd round trip = %.2fx\n", kos / raw);
 }
 
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: mdl_stream [--bytes N]\n"
+                 "Streams N bytes from this process to a child through an MDL ring it can only read, and\n"
+                 "compares throughput and handle round trips with memcpy and raw SCM_RIGHTS.\n"
+                 "  --bytes N   bytes to stream (default 4G; suffixes K, M, G, T; whole %u KiB chunks)\n"
+                 "  --help      this text\n", CHUNK >> 10);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--consumer") == 0)
         return consumer(atoi(argv[2]), atoi(argv[3]));
+    static const struct option opts[] = {
+        {"bytes", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     uint64_t bytes = 4ull << 30;
-    if (argc == 3 && strcmp(argv[1], "--bytes") == 0)
-        bytes = parse_size(argv[2]);
-    else if (argc != 1) {
-        fprintf(stderr, "usage: mdl_stream [--bytes N[K|M|G]]   (default 4G)\n");
+    int c;
+    while ((c = getopt_long(argc, argv, "b:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if (cli_parse_size(optarg, &bytes) != 0 || bytes < CHUNK) {
+                fprintf(stderr, "mdl_stream: --bytes %s: expected a size of at least %uK, such as 256M or 4G\n",
+                        optarg, CHUNK >> 10);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
         return 2;
     }
     bytes = bytes / CHUNK * CHUNK;
-    if (bytes == 0)
-        bytes = CHUNK;
 
     /* The producer's side: a ring and a control page, both mapped read-write here. */
     Handle hring, hctl;

@@ -4,6 +4,7 @@
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,29 @@ static void show(const char *step, char *base)
     }
 }
 
-int main(void)
+static void usage(FILE *out)
 {
+    fprintf(out, "usage: vmm_tour\n"
+                 "Takes one region through reserve, commit, write, protect, decommit, reset and unmap,\n"
+                 "printing what KnVmQuery and mincore report after each step. No options but --help.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        usage(stderr);
+        return 2;
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
     pg = (size_t)sysconf(_SC_PAGESIZE);
 
     /* Addresses only: no RAM is used and any access would fault. */
@@ -111,7 +133,7 @@ int main(void)
            "  %s, resident %zu/4, %s\n", state_name(qi.state), resident(eager, 4 * pg),
            qi.attributes & VMM_PAGE_ATTR_PINNED ? "pinned with mlock" : "populated but not pinned (RLIMIT_MEMLOCK)");
 
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     must(kosvmm_get_stats(&st), "kosvmm_get_stats");
     printf("\nkosvmm_get_stats: %llu regions, %llu bytes reserved, %llu committed (%llu lazy, %llu locked, "
            "%llu pinned)\n", (unsigned long long)st.regions, (unsigned long long)st.reserved_bytes,

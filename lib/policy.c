@@ -14,7 +14,10 @@
 #include <unistd.h>
 #include <vmm/flags.h>
 
+#include "diag.h"
+#include "env.h"
 #include "errors.h"
+#include "ext_struct.h"
 #include "fork.h"
 #include "visibility.h"
 
@@ -162,7 +165,8 @@ void kvmm_quota_settle(enum kvmm_quota q, uint64_t charged, int64_t actual)
 
 static bool policy_valid(const kosvmm_policy *p)
 {
-    return (p->deny & ~KOSVMM_METHODS_ALL) == 0 && p->w_xor_x <= 1 && p->locked <= 1 && p->audit_fd >= -1;
+    return p->reserved == 0 && (p->deny & ~KOSVMM_METHODS_ALL) == 0 && p->w_xor_x <= 1 && p->locked <= 1 &&
+           p->audit_fd >= -1;
 }
 
 /* Puts p in force; owned_fd is an audit file opened for it (closed if p cannot be applied).
@@ -204,6 +208,7 @@ static int get_policy(kosvmm_policy *p)
         return -EINVAL;
     pthread_mutex_lock(&pol.lock);
     kosvmm_policy out = {
+        .size = sizeof out,
         .max_reserved_bytes = pol.limit[KVMM_Q_RESERVED],
         .max_committed_bytes = pol.limit[KVMM_Q_COMMITTED],
         .max_mdl_buffers = pol.limit[KVMM_Q_MDL_BUFFERS],
@@ -219,19 +224,31 @@ static int get_policy(kosvmm_policy *p)
     return 0;
 }
 
+static bool size_ok(const void *user, size_t min, size_t align)
+{
+    return user && kvmm_ext_check(kvmm_ext_size(user), min, align) == 0;
+}
+
 KVMM_PUBLIC Retcode kosvmm_get_policy(kosvmm_policy *policy)
 {
-    return kvmm_retcode(get_policy(policy));
+    if (!size_ok(policy, KOSVMM_POLICY_SIZE_MIN, _Alignof(kosvmm_policy)))
+        return kvmm_retcode(-EINVAL);
+    kosvmm_policy full;
+    get_policy(&full);
+    kvmm_ext_out(policy, &full, sizeof full);
+    return rcOk;
 }
 
-static int set_policy(const kosvmm_policy *p)
-{
-    return !p || !policy_valid(p) ? -EINVAL : apply(p, -1);
-}
-
+/* Fields past the caller's size keep the values in force (kosvmm.h, extensible structs). */
 KVMM_PUBLIC Retcode kosvmm_set_policy(const kosvmm_policy *policy)
 {
-    return kvmm_retcode(set_policy(policy));
+    if (!size_ok(policy, KOSVMM_POLICY_SIZE_MIN, _Alignof(kosvmm_policy)))
+        return kvmm_retcode(-EINVAL);
+    kosvmm_policy p;
+    get_policy(&p);
+    if (kvmm_ext_in(&p, policy, sizeof p) != 0 || !policy_valid(&p))
+        return kvmm_retcode(-EINVAL);
+    return kvmm_retcode(apply(&p, -1));
 }
 
 static void set_error(char *error, size_t size, const char *msg)
@@ -248,7 +265,7 @@ static int load(const char *path, char *error, size_t error_size)
         return -EINVAL;
     }
     char err[320] = "";
-    kosvmm_policy p = {KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
+    kosvmm_policy p = {sizeof(kosvmm_policy), 0, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
                        KOSVMM_UNLIMITED, 0, 0, -1, 0};
     int owned = -1;
     int rc = kvmm_policy_parse_file(path, &p, &owned, err, sizeof err);
@@ -266,9 +283,10 @@ KVMM_PUBLIC Retcode kosvmm_load_policy(const char *path, char *error, rtl_size_t
 
 static int get_usage(kosvmm_usage *usage)
 {
-    if (!usage)
+    if (!size_ok(usage, KOSVMM_USAGE_SIZE_MIN, _Alignof(kosvmm_usage)))
         return -EINVAL;
     kosvmm_usage u = {
+        .size = sizeof u,
         .reserved_bytes = LOAD(pol.used[KVMM_Q_RESERVED]),
         .committed_bytes = LOAD(pol.used[KVMM_Q_COMMITTED]),
         .mdl_buffers = LOAD(pol.used[KVMM_Q_MDL_BUFFERS]),
@@ -277,7 +295,7 @@ static int get_usage(kosvmm_usage *usage)
         .quota_refusals = LOAD(pol.refusals),
         .denials = LOAD(pol.denials),
     };
-    *usage = u;
+    kvmm_ext_out(usage, &u, sizeof u);
     return 0;
 }
 
@@ -295,13 +313,18 @@ KVMM_FORK_MUTEX(pol.lock, KVMM_FORK_RANK_POLICY);
  */
 __attribute__((constructor)) static void load_env_policy(void)
 {
-    const char *path = secure_getenv("KOSVMM_POLICY");
-    if (!path || !*path)
+    const char *path = kvmm_env("KOSVMM_POLICY");
+    char err[384], source[512];
+    if (!path) {
+        kvmm_diag_start("the defaults (KOSVMM_POLICY not set): nothing limited or denied");
         return;
-    char err[384];
-    if (load(path, err, sizeof err) == 0)
+    }
+    if (load(path, err, sizeof err) == 0) {
+        kvmm_format(source, sizeof source, "KOSVMM_POLICY=%s", path);
+        kvmm_diag_start(source);
         return;
-    kosvmm_policy closed = {KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
+    }
+    kosvmm_policy closed = {sizeof(kosvmm_policy), 0, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
                             KOSVMM_UNLIMITED, KOSVMM_METHODS_ALL, 1, 2, 1};
     apply(&closed, -1);
     char msg[512];
@@ -310,4 +333,7 @@ __attribute__((constructor)) static void load_env_policy(void)
                      "(rcSecurityDisallow) and the policy is locked\n", err);
     if (n > 0)
         (void)!write(STDERR_FILENO, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    kvmm_format(source, sizeof source, "KOSVMM_POLICY=%s could not be used, so every covered method is denied "
+                "and the policy locked", path);
+    kvmm_diag_start(source);
 }

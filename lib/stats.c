@@ -4,8 +4,10 @@
 
 #include <errno.h>
 #include <kosvmm/kosvmm.h>
+#include <string.h>
 
 #include "errors.h"
+#include "ext_struct.h"
 #include "lazy.h"
 #include "visibility.h"
 
@@ -13,10 +15,14 @@ struct kvmm_counters kvmm_counters;
 
 #define LOAD(field) __atomic_load_n(&kvmm_counters.field, __ATOMIC_RELAXED)
 
-static int get_stats(kosvmm_stats *stats)
+static int get_stats(kosvmm_stats *user)
 {
-    if (!stats)
+    if (!user || kvmm_ext_check(kvmm_ext_size(user), KOSVMM_STATS_SIZE_MIN, _Alignof(kosvmm_stats)) != 0)
         return -EINVAL;
+    /* Filled whole here, then copied out as far as the caller's struct reaches (lib/ext_struct.h). */
+    kosvmm_stats full, *stats = &full;
+    memset(&full, 0, sizeof full);
+    full.size = sizeof full;
     stats->regions = LOAD(regions);
     stats->reserved_bytes = LOAD(reserved);
     stats->committed_bytes = LOAD(committed);
@@ -34,6 +40,7 @@ static int get_stats(kosvmm_stats *stats)
     stats->uffd_fill_ns = LOAD(uffd_fill_ns);
     stats->thp_bytes = LOAD(thp_bytes);
     stats->uffd_overcommits = LOAD(uffd_overcommits);
+    kvmm_ext_out(user, &full, sizeof full);
     return 0;
 }
 

@@ -108,6 +108,7 @@ static void take(snap *sn)
         if (sn->mapped[i] && sn->perms[i][0] == 'r')
             sn->sum[i] = checksum(spg(i));
     }
+    sn->st.size = sizeof sn->st;
     ck_assert_uint_eq(kosvmm_get_stats(&sn->st), rcOk);
     tu_maps_totals(&sn->maps_lines, &sn->maps_bytes);
 }

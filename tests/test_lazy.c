@@ -28,7 +28,7 @@ static char *pg(void *base, size_t i)
 
 static void set_config(uint32_t engine, uint32_t wmin, uint32_t wmax, uint32_t readahead)
 {
-    kosvmm_lazy_config c = {.engine = engine, .window_min = wmin, .window_max = wmax, .readahead = readahead};
+    kosvmm_lazy_config c = {.size = sizeof c, .engine = engine, .window_min = wmin, .window_max = wmax, .readahead = readahead};
     ck_assert_uint_eq(kosvmm_set_lazy_config(&c), rcOk);
 }
 
@@ -523,15 +523,15 @@ END_TEST
 
 START_TEST(config_rejects_bad_values_and_changes_nothing)
 {
-    kosvmm_lazy_config before, after;
+    kosvmm_lazy_config before = {.size = sizeof(kosvmm_lazy_config)}, after = {.size = sizeof(kosvmm_lazy_config)};
     ck_assert_uint_eq(kosvmm_get_lazy_config(&before), rcOk);
     const kosvmm_lazy_config bad[] = {
-        {.engine = 7, .window_min = 1, .window_max = 8},
-        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 0, .window_max = 8},
-        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 9, .window_max = 8},
-        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 4097},
-        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 8, .readahead = 2},
-        {.engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 8, .user_mode_only = 2},
+        {.size = sizeof(kosvmm_lazy_config), .engine = 7, .window_min = 1, .window_max = 8},
+        {.size = sizeof(kosvmm_lazy_config), .engine = KOSVMM_ENGINE_UFFD, .window_min = 0, .window_max = 8},
+        {.size = sizeof(kosvmm_lazy_config), .engine = KOSVMM_ENGINE_UFFD, .window_min = 9, .window_max = 8},
+        {.size = sizeof(kosvmm_lazy_config), .engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 4097},
+        {.size = sizeof(kosvmm_lazy_config), .engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 8, .readahead = 2},
+        {.size = sizeof(kosvmm_lazy_config), .engine = KOSVMM_ENGINE_UFFD, .window_min = 1, .window_max = 8, .user_mode_only = 2},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_uint_eq(kosvmm_set_lazy_config(&bad[i]), rcInvalidArgument);

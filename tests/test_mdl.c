@@ -340,7 +340,7 @@ START_TEST(maps_alias_and_are_regions)
     ck_assert_str_eq(b + P, "through a");
     ck_assert_uint_eq(KnVmUnmap(b + P, P), rcOk);
     ck_assert_uint_eq(KnVmUnmap(c, P), rcOk);
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     ck_assert_uint_eq(kosvmm_get_stats(&st), rcOk);
     ck_assert_uint_eq(st.regions, 0);
     ck_assert_uint_eq(st.committed_bytes, 0);
@@ -384,7 +384,7 @@ START_TEST(map_bad_arguments)
     ck_assert_uint_eq(KnPmmMdlMap(h, 0, P, (void *)(uintptr_t)(P + 8), R, &a), rcInvalidArgument);
     ck_assert_uint_eq(KnPmmMdlMap(h, 0, 2 * P, (void *)(uintptr_t)huge, R, &a), rcInvalidArgument);
     ck_assert_ptr_eq(a, &h);
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     ck_assert_uint_eq(kosvmm_get_stats(&st), rcOk);
     ck_assert_uint_eq(st.regions, 0);
 }
@@ -829,7 +829,7 @@ START_TEST(from_vm_locked_keeps_contents_and_accounts)
     char *r = KnVmAllocate(RTL_NULL, 4 * P, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED | RW);
     ck_assert_ptr_nonnull(r);
     fill(r, 4 * P, 9);
-    kosvmm_stats before, after;
+    kosvmm_stats before = {.size = sizeof(kosvmm_stats)}, after = {.size = sizeof(kosvmm_stats)};
     ck_assert_uint_eq(kosvmm_get_stats(&before), rcOk);
     ck_assert_uint_eq(before.locked_bytes, 4 * P);
     Handle h;

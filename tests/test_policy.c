@@ -31,7 +31,7 @@ static void setup(void)
 
 static kosvmm_policy open_policy(void)
 {
-    kosvmm_policy p = {KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
+    kosvmm_policy p = {sizeof(kosvmm_policy), 0, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED, KOSVMM_UNLIMITED,
                        KOSVMM_UNLIMITED, 0, 0, -1, 0};
     return p;
 }
@@ -43,7 +43,7 @@ static void set_policy(kosvmm_policy p)
 
 static kosvmm_usage usage(void)
 {
-    kosvmm_usage u;
+    kosvmm_usage u = {.size = sizeof(kosvmm_usage)};
     ck_assert_uint_eq(kosvmm_get_usage(&u), rcOk);
     return u;
 }
@@ -63,7 +63,7 @@ static void assert_policy_eq(kosvmm_policy a, kosvmm_policy b)
 
 static kosvmm_policy get_policy(void)
 {
-    kosvmm_policy p;
+    kosvmm_policy p = {.size = sizeof(kosvmm_policy)};
     ck_assert_uint_eq(kosvmm_get_policy(&p), rcOk);
     return p;
 }
@@ -776,7 +776,7 @@ END_TEST
 
 static int child_report(void)
 {
-    kosvmm_policy p;
+    kosvmm_policy p = {.size = sizeof(kosvmm_policy)};
     if (kosvmm_get_policy(&p) != rcOk)
         return 10;
     void *a = KnVmAllocate(RTL_NULL, 4096, RESERVE_RW);

@@ -984,14 +984,14 @@ static void op_misc(worker *w)
     }
     case 1: {
         doing(w, "kosvmm_get_stats");
-        kosvmm_stats st;
+        kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
         EXPECT(w, kosvmm_get_stats(&st), rcOk);
         EXPECT(w, kosvmm_get_stats(RTL_NULL), rcInvalidArgument);
         break;
     }
     case 2: { /* the lazy configuration changes under the faulting threads */
         doing(w, "kosvmm_set_lazy_config");
-        kosvmm_lazy_config c;
+        kosvmm_lazy_config c = {.size = sizeof(kosvmm_lazy_config)};
         EXPECT(w, kosvmm_get_lazy_config(&c), rcOk);
         c.window_max = rnd(w, 2) ? 512 : 16;
         c.window_min = 1 + rnd(w, 2);
@@ -1156,7 +1156,7 @@ static void run_stress(const int weights[NOPS], int region_flags, size_t own)
 {
     P = tu_page();
     tu_start_lazy_engine(); /* its thread, descriptors and ring exist before the baselines */
-    kosvmm_lazy_config config0;
+    kosvmm_lazy_config config0 = {.size = sizeof(kosvmm_lazy_config)};
     ck_assert_uint_eq(kosvmm_get_lazy_config(&config0), rcOk);
     kosvmm_stats s0 = tu_stats();
     int fds0 = tu_fd_count();

@@ -95,8 +95,7 @@ VmQueryInfo tu_query(const void *va)
 
 kosvmm_stats tu_stats(void)
 {
-    kosvmm_stats s;
-    memset(&s, 0, sizeof s);
+    kosvmm_stats s = {.size = sizeof(kosvmm_stats)};
     ck_assert_uint_eq(kosvmm_get_stats(&s), rcOk);
     return s;
 }

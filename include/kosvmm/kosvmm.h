@@ -17,8 +17,35 @@ extern "C" {
  */
 Retcode kosvmm_last_error(void);
 
+/*
+ * Extensible structs. kosvmm_stats, kosvmm_lazy_config, kosvmm_policy and kosvmm_usage may gain
+ * fields in later releases without breaking programs built against this one (and a program built
+ * against a later kosvmm still runs with this one). The rule, as Linux has it for clone3 and
+ * openat2:
+ *   - each struct begins with `size`, which the caller sets to sizeof the struct it was compiled
+ *     with before passing it, e.g. `kosvmm_stats st = {.size = sizeof st};` in C, or
+ *     `kosvmm_stats st = {}; st.size = sizeof st;` in C++;
+ *   - fields are only ever appended; `reserved` fields are zero and may gain a meaning later;
+ *   - a size is accepted when it is a multiple of the struct's alignment (8; 4 for
+ *     kosvmm_lazy_config), at least KOSVMM_<NAME>_SIZE_MIN (`size`, its padding and the first
+ *     field) and at most KOSVMM_STRUCT_SIZE_MAX. Any other size is rcInvalidArgument, checked
+ *     before anything else, and then nothing is read or written;
+ *   - get calls (kosvmm_get_stats, kosvmm_get_lazy_config, kosvmm_get_policy, kosvmm_get_usage)
+ *     write the fields that lie wholly within size, zero the bytes past the fields this kosvmm
+ *     knows (fields of a newer kosvmm read as 0), and set size to the number of bytes they filled
+ *     (the smaller of the caller's size and this kosvmm's): a field is valid when it lies wholly
+ *     within the size returned;
+ *   - set calls (kosvmm_set_lazy_config, kosvmm_set_policy) read the fields within size; a field
+ *     past size keeps its current value (a program built before the field existed does not touch
+ *     it); bytes past the fields this kosvmm knows must be zero, else rcInvalidArgument (the caller
+ *     asks for a setting this kosvmm does not have), and reserved fields must be zero.
+ */
+#define KOSVMM_STRUCT_SIZE_MAX 4096u
+
 /* A snapshot of process-wide counters. Byte counts cover usable pages only (no guard pages). */
 typedef struct kosvmm_stats {
+    rtl_uint32_t size;               /* set by the caller: sizeof(kosvmm_stats), see above */
+    rtl_uint32_t reserved;           /* written as 0 */
     rtl_uint64_t regions;            /* regions currently allocated */
     rtl_uint64_t reserved_bytes;     /* bytes in regions, any state */
     rtl_uint64_t committed_bytes;    /* committed bytes: lazy, full and MDL mappings */
@@ -45,10 +72,13 @@ typedef struct kosvmm_stats {
                                         faulting thread, instead of a fault retried forever */
 } kosvmm_stats;
 
+#define KOSVMM_STATS_SIZE_MIN 16u    /* size, reserved, regions */
+
 #define KOSVMM_GUARD_PROT_NONE     0u  /* guard page = a PROT_NONE page of the reservation */
 #define KOSVMM_GUARD_MADV_INSTALL  1u  /* MADV_GUARD_INSTALL markers (Linux 6.13+), robust to mprotect */
 
-/* Fills *stats. Returns rcOk, or rcInvalidArgument when stats is RTL_NULL. */
+/* Fills *stats as the extensible-struct rule says. Returns rcOk, or rcInvalidArgument when stats is
+ * RTL_NULL or stats->size is not accepted. */
 Retcode kosvmm_get_stats(kosvmm_stats *stats);
 
 /*
@@ -68,6 +98,7 @@ Retcode kosvmm_get_stats(kosvmm_stats *stats);
 #define KOSVMM_ENGINE_UFFD    1u
 
 typedef struct kosvmm_lazy_config {
+    rtl_uint32_t size;            /* set by the caller: sizeof(kosvmm_lazy_config), see kosvmm_stats */
     rtl_uint32_t engine;          /* KOSVMM_ENGINE_* wanted; UFFD falls back to KERNEL when no
                                      usable userfaultfd exists (see kosvmm_stats.lazy_engine) */
     rtl_uint32_t window_min;      /* pages filled per fault on random access, >= 1 */
@@ -79,12 +110,19 @@ typedef struct kosvmm_lazy_config {
                                      recv, io_uring reads) fail with EFAULT */
 } kosvmm_lazy_config;
 
+#define KOSVMM_LAZY_CONFIG_SIZE_MIN 8u  /* size, engine */
+
 /*
  * The configuration new lazy commits get. Defaults: engine UFFD, window 1..512, readahead 1,
- * user_mode_only 0; the environment overrides them when the library first needs them:
- * KOSVMM_ENGINE=uffd|kernel, KOSVMM_WINDOW_MIN=n, KOSVMM_WINDOW_MAX=n, KOSVMM_READAHEAD=0|1,
- * KOSVMM_UFFD_USER_MODE_ONLY=0|1. A region keeps the engine it got at its first lazy commit.
- * kosvmm_set_lazy_config: rcInvalidArgument for a NULL pointer, an unknown engine or bad window
+ * user_mode_only 0; the environment overrides them when the library is loaded (README.md,
+ * ENVIRONMENT): KOSVMM_ENGINE=uffd|kernel (any case), KOSVMM_WINDOW_MIN=n, KOSVMM_WINDOW_MAX=n
+ * (1..4096, min <= max), KOSVMM_READAHEAD and KOSVMM_UFFD_USER_MODE_ONLY (1/yes/true/on or
+ * 0/no/false/off). Each invalid variable is warned about on stderr and ignored alone. A region keeps
+ * the engine it got at its first lazy commit. When the uffd engine is wanted but userfaultfd is not
+ * usable, lazy commits fall back to kernel demand paging; that is said once on stderr when
+ * KOSVMM_ENGINE=uffd asked for uffd by name, otherwise only under KOSVMM_VERBOSE=1.
+ * Both calls follow the extensible-struct rule (see kosvmm_stats); kosvmm_set_lazy_config:
+ * rcInvalidArgument for a NULL pointer, a size not accepted, an unknown engine or bad window
  * bounds, and then nothing changes.
  */
 Retcode kosvmm_get_lazy_config(kosvmm_lazy_config *config);
@@ -168,6 +206,8 @@ Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *config);
 #define KOSVMM_METHODS_ALL                ((1u << 16) - 1)
 
 typedef struct kosvmm_policy {
+    rtl_uint32_t size;                 /* set by the caller: sizeof(kosvmm_policy), see kosvmm_stats */
+    rtl_uint32_t reserved;             /* 0 */
     rtl_uint64_t max_reserved_bytes;   /* KOSVMM_UNLIMITED, or a limit (0 allowed: none at all) */
     rtl_uint64_t max_committed_bytes;
     rtl_uint64_t max_mdl_buffers;
@@ -180,8 +220,12 @@ typedef struct kosvmm_policy {
     rtl_uint32_t locked;               /* 1: later kosvmm_set_policy/kosvmm_load_policy fail */
 } kosvmm_policy;
 
+#define KOSVMM_POLICY_SIZE_MIN 16u     /* size, reserved, max_reserved_bytes */
+
 /* Current usage against the limits, and how often the policy said no. */
 typedef struct kosvmm_usage {
+    rtl_uint32_t size;                 /* set by the caller: sizeof(kosvmm_usage), see kosvmm_stats */
+    rtl_uint32_t reserved;             /* written as 0 */
     rtl_uint64_t reserved_bytes;
     rtl_uint64_t committed_bytes;
     rtl_uint64_t mdl_buffers;
@@ -191,12 +235,16 @@ typedef struct kosvmm_usage {
     rtl_uint64_t denials;              /* calls refused with rcSecurityDisallow (method or W^X) */
 } kosvmm_usage;
 
+#define KOSVMM_USAGE_SIZE_MIN 16u      /* size, reserved, reserved_bytes */
+
 /* The policy in force (defaults: everything unlimited, nothing denied, no W^X, no audit, not
- * locked). rcInvalidArgument for RTL_NULL. */
+ * locked). rcInvalidArgument for RTL_NULL or a size not accepted (see kosvmm_stats). */
 Retcode kosvmm_get_policy(kosvmm_policy *policy);
 
-/* Replaces the policy. rcInvalidArgument (RTL_NULL, unknown deny bits, w_xor_x or locked not 0/1,
- * audit_fd < -1) or rcSecurityDisallow (the policy in force is locked); nothing changes then. */
+/* Replaces the policy (fields past policy->size keep their values, see kosvmm_stats).
+ * rcInvalidArgument (RTL_NULL, a size not accepted, reserved not 0, unknown deny bits, w_xor_x or
+ * locked not 0/1, audit_fd < -1) or rcSecurityDisallow (the policy in force is locked); nothing
+ * changes then. */
 Retcode kosvmm_set_policy(const kosvmm_policy *policy);
 
 /*
@@ -208,7 +256,7 @@ Retcode kosvmm_set_policy(const kosvmm_policy *policy);
  */
 Retcode kosvmm_load_policy(const char *path, char *error, rtl_size_t error_size);
 
-/* Fills *usage. rcInvalidArgument for RTL_NULL. */
+/* Fills *usage (see kosvmm_stats for size). rcInvalidArgument for RTL_NULL or a size not accepted. */
 Retcode kosvmm_get_usage(kosvmm_usage *usage);
 
 /*

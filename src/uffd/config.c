@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "diag.h"
+#include "env.h"
 #include "errors.h"
 #include "fork.h"
+#include "ext_struct.h"
 #include "uffd/uffd.h"
 #include "visibility.h"
 
@@ -14,6 +17,7 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static kosvmm_lazy_config config = {
+    .size = sizeof(kosvmm_lazy_config),
     .engine = KOSVMM_ENGINE_UFFD,
     /* One page per fault until a stream shows itself: random access must not pay for neighbours
      * it never touches. 512 pages (2 MiB) per fault amortises a cross-CPU wake-up (~60 us here)
@@ -32,33 +36,56 @@ static int valid(const kosvmm_lazy_config *c)
            c->readahead <= 1 && c->user_mode_only <= 1;
 }
 
-/* A malformed variable is ignored rather than fatal: the defaults are always a working setup. */
-static void read_number(const char *name, rtl_uint32_t *out)
-{
-    const char *v = getenv(name);
-    char *end;
-    if (!v || !*v)
-        return;
-    unsigned long n = strtoul(v, &end, 10);
-    if (*end == '\0' && n <= WINDOW_LIMIT)
-        *out = (rtl_uint32_t)n;
-}
+static bool engine_from_environment;
 
+/*
+ * Each variable is checked alone and a bad one is warned about and ignored (lib/env.h), so one
+ * typo never drops the others: the defaults are always a working setup. The window bounds are
+ * also checked against each other; when they contradict, the one given is ignored (both, when
+ * both are given).
+ */
 static void read_environment(void)
 {
+    static const char *const engines[] = {"kernel", "uffd"};
     kosvmm_lazy_config c = config;
-    const char *engine = getenv("KOSVMM_ENGINE");
-    if (engine && strcmp(engine, "kernel") == 0)
-        c.engine = KOSVMM_ENGINE_KERNEL;
-    else if (engine && strcmp(engine, "uffd") == 0)
-        c.engine = KOSVMM_ENGINE_UFFD;
-    read_number("KOSVMM_WINDOW_MIN", &c.window_min);
-    read_number("KOSVMM_WINDOW_MAX", &c.window_max);
-    read_number("KOSVMM_READAHEAD", &c.readahead);
-    read_number("KOSVMM_UFFD_USER_MODE_ONLY", &c.user_mode_only);
+    int engine;
+    bool b;
+    if (kvmm_env_choice("KOSVMM_ENGINE", engines, 2, "uffd or kernel (any case)", &engine) == 1) {
+        c.engine = engine ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL;
+        engine_from_environment = true;
+    }
+    int min_given = kvmm_env_uint("KOSVMM_WINDOW_MIN", 1, WINDOW_LIMIT, &c.window_min) == 1;
+    int max_given = kvmm_env_uint("KOSVMM_WINDOW_MAX", 1, WINDOW_LIMIT, &c.window_max) == 1;
+    if (c.window_min > c.window_max) {
+        char accepted[96];
+        kvmm_format(accepted, sizeof accepted, "window_min <= window_max (here %u > %u)", (unsigned)c.window_min,
+                    (unsigned)c.window_max);
+        if (min_given) {
+            kvmm_env_warn("KOSVMM_WINDOW_MIN", kvmm_env("KOSVMM_WINDOW_MIN"), accepted);
+            c.window_min = config.window_min;
+        }
+        if (max_given && (min_given || c.window_min > c.window_max)) {
+            kvmm_env_warn("KOSVMM_WINDOW_MAX", kvmm_env("KOSVMM_WINDOW_MAX"), accepted);
+            c.window_max = config.window_max;
+        }
+    }
+    if (kvmm_env_bool("KOSVMM_READAHEAD", &b) == 1)
+        c.readahead = b;
+    if (kvmm_env_bool("KOSVMM_UFFD_USER_MODE_ONLY", &b) == 1)
+        c.user_mode_only = b;
     if (valid(&c))
         config = c;
     environment_read = 1;
+}
+
+bool kvmm_lazy_engine_from_environment(void)
+{
+    pthread_mutex_lock(&lock);
+    if (!environment_read)
+        read_environment();
+    bool e = engine_from_environment;
+    pthread_mutex_unlock(&lock);
+    return e;
 }
 
 void kvmm_lazy_config(kosvmm_lazy_config *out)
@@ -71,11 +98,18 @@ void kvmm_lazy_config(kosvmm_lazy_config *out)
     pthread_mutex_unlock(&lock);
 }
 
+static bool size_ok(const kosvmm_lazy_config *user)
+{
+    return user && kvmm_ext_check(kvmm_ext_size(user), KOSVMM_LAZY_CONFIG_SIZE_MIN, _Alignof(kosvmm_lazy_config)) == 0;
+}
+
 KVMM_PUBLIC Retcode kosvmm_get_lazy_config(kosvmm_lazy_config *out)
 {
-    if (!out)
+    if (!size_ok(out))
         return kvmm_retcode(-EINVAL);
-    kvmm_lazy_config(out);
+    kosvmm_lazy_config full;
+    kvmm_lazy_config(&full);
+    kvmm_ext_out(out, &full, sizeof full);
     return rcOk;
 }
 
@@ -83,14 +117,20 @@ KVMM_PUBLIC Retcode kosvmm_get_lazy_config(kosvmm_lazy_config *out)
  * child's copy taken, or the child's first lazy commit waits for it forever. */
 KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_LAZY_CONFIG);
 
+/* Fields past the caller's size keep their current values (kosvmm.h, extensible structs), so the
+ * merged configuration can only be checked under the lock; a bad one changes nothing. */
 KVMM_PUBLIC Retcode kosvmm_set_lazy_config(const kosvmm_lazy_config *in)
 {
     kvmm_fork_guard();
-    if (!in || !valid(in))
+    if (!size_ok(in))
         return kvmm_retcode(-EINVAL);
     pthread_mutex_lock(&lock);
-    environment_read = 1; /* an explicit setting wins over the environment from now on */
-    config = *in;
+    if (!environment_read)
+        read_environment();
+    kosvmm_lazy_config c = config;
+    int rc = kvmm_ext_in(&c, in, sizeof c) == 0 && valid(&c) ? 0 : -EINVAL;
+    if (rc == 0)
+        config = c;
     pthread_mutex_unlock(&lock);
-    return rcOk;
+    return kvmm_retcode(rc);
 }

@@ -7,6 +7,7 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -17,6 +18,7 @@
 #include "fork.h"
 #include "lazy.h"
 #include "os.h"
+#include "diag.h"
 #include "uffd/engine.h"
 #include "uffd/uffd.h"
 
@@ -26,6 +28,9 @@ enum probe { UNKNOWN = 0, USABLE, UNUSABLE };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static enum probe probed[2];     /* per user_mode_only setting */
+static int probe_error[2];       /* why the probe failed: -errno */
+static const char *opened_via[2]; /* how the probe got a userfaultfd */
+static bool fallback_told;
 static bool running, stopped;
 static pid_t owner;              /* the process the handler thread belongs to */
 static pthread_t thread;
@@ -45,11 +50,16 @@ static int open_raw(bool user_mode_only)
     if (dev >= 0) {
         fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
         close(dev);
+        opened_via[user_mode_only] = "/dev/userfaultfd";
     }
-    if (fd < 0)
+    if (fd < 0) {
         fd = (int)syscall(SYS_userfaultfd, flags);
-    if (fd < 0 && user_mode_only)
+        opened_via[user_mode_only] = "the userfaultfd system call";
+    }
+    if (fd < 0 && user_mode_only) {
         fd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+        opened_via[user_mode_only] = "the userfaultfd system call, UFFD_USER_MODE_ONLY";
+    }
     return fd < 0 ? -errno : fd;
 }
 
@@ -81,6 +91,7 @@ static bool usable(bool user_mode_only)
     if (*p == UNKNOWN) {
         int fd = open_userfaultfd(user_mode_only);
         *p = fd >= 0 ? USABLE : UNUSABLE;
+        probe_error[user_mode_only] = fd < 0 ? fd : 0;
         if (fd >= 0)
             close(fd);
     }
@@ -184,6 +195,70 @@ bool kvmm_uffd_active(const struct kvmm_region *r)
     return g != 0 && g == __atomic_load_n(&kvmm_engine.generation, __ATOMIC_ACQUIRE);
 }
 
+/* Why userfaultfd cannot serve lazy commits here, in words a user can act on. Engine lock held. */
+static void unusable_reason(bool user_mode_only, char *why, size_t size)
+{
+    int err = -probe_error[user_mode_only];
+    if (stopped) {
+        kvmm_format(why, size, "the process is exiting");
+    } else if (err == EPERM || err == EACCES) {
+        char unpriv[16] = "?";
+        int fd = open("/proc/sys/vm/unprivileged_userfaultfd", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = read(fd, unpriv, sizeof unpriv - 1);
+            unpriv[n > 0 ? n : 0] = '\0';
+            unpriv[strcspn(unpriv, "\n")] = '\0';
+            close(fd);
+        }
+        kvmm_format(why, size, "userfaultfd refused: %s (no access to /dev/userfaultfd, no CAP_SYS_PTRACE, "
+                    "vm.unprivileged_userfaultfd=%s)%s", strerror(err), unpriv,
+                    user_mode_only ? "" : "; KOSVMM_UFFD_USER_MODE_ONLY=1 would allow it for user-mode faults");
+    } else if (err == ENOSYS) {
+        kvmm_format(why, size, "no userfaultfd system call (a kernel without CONFIG_USERFAULTFD, or a seccomp filter)");
+    } else {
+        kvmm_format(why, size, "userfaultfd unusable: %s", strerror(err ? err : ENOSYS));
+    }
+}
+
+uint32_t kvmm_lazy_explain(bool probe, char *why, size_t size)
+{
+    kosvmm_lazy_config cfg;
+    kvmm_lazy_config(&cfg);
+    kvmm_uffd_no_uring();
+    if (cfg.engine != KOSVMM_ENGINE_UFFD) {
+        kvmm_format(why, size, "%s", kvmm_lazy_engine_from_environment() ? "KOSVMM_ENGINE=kernel"
+                                                                          : "the configuration asks for it");
+        return KOSVMM_ENGINE_KERNEL;
+    }
+    if (!probe)
+        return KOSVMM_ENGINE_UFFD;
+    pthread_mutex_lock(&lock);
+    bool ok = !stopped && (running || usable(cfg.user_mode_only));
+    if (ok)
+        kvmm_format(why, size, "userfaultfd usable through %s%s", opened_via[cfg.user_mode_only],
+                    kvmm_lazy_engine_from_environment() ? ", KOSVMM_ENGINE=uffd" : ", the default");
+    else
+        unusable_reason(cfg.user_mode_only, why, size);
+    pthread_mutex_unlock(&lock);
+    return ok ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL;
+}
+
+/* A lazy commit that wanted userfaultfd got kernel paging. Said once: on stderr when the user asked for
+ * uffd by name (KOSVMM_ENGINE=uffd), else only under KOSVMM_VERBOSE, since the fallback is designed
+ * behaviour with the same visible semantics. Engine lock held. */
+static void tell_fallback(bool user_mode_only, int err)
+{
+    if (fallback_told || !(kvmm_lazy_engine_from_environment() || kvmm_verbose()))
+        return;
+    fallback_told = true;
+    char why[256];
+    if (stopped || !usable(user_mode_only))
+        unusable_reason(user_mode_only, why, sizeof why);
+    else
+        kvmm_format(why, sizeof why, "the handler could not start: %s", strerror(-err));
+    kvmm_message("lazy commits fall back to kernel demand paging (one page per fault, same semantics): %s", why);
+}
+
 void kvmm_uffd_adopt(struct kvmm_region *r)
 {
     kosvmm_lazy_config cfg;
@@ -194,7 +269,10 @@ void kvmm_uffd_adopt(struct kvmm_region *r)
         kvmm_uffd_active(r))
         return;
     pthread_mutex_lock(&lock);
-    if (start(cfg.user_mode_only) == 0 && register_anonymous_runs(r) == 0)
+    int rc = start(cfg.user_mode_only);
+    if (rc != 0)
+        tell_fallback(cfg.user_mode_only, rc);
+    else if (register_anonymous_runs(r) == 0)
         r->lazy = (struct kvmm_lazy){.generation = kvmm_engine.generation};
     pthread_mutex_unlock(&lock);
 }

@@ -43,6 +43,8 @@ int kvmm_uffd_readahead_step(void);
 /* Drops all queued read-ahead (stop, fork). */
 void kvmm_uffd_readahead_clear(void);
 
+/* KOSVMM_NO_URING: the handler waits with poll(2), never io_uring. */
+bool kvmm_uffd_no_uring(void);
 /* Sets up the handler loop's waiting (io_uring, or poll(2) when io_uring is unavailable) in the
  * calling thread, so every mapping the engine makes exists before the first lazy commit returns:
  * none appears later in address space the application may have just freed for a fixed address. */

@@ -4,10 +4,14 @@
 #include <liburing.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "diag.h"
+#include "env.h"
 #include "uffd/engine.h"
 
 /* How long to wait before retrying background fill that found a lock busy. */
@@ -43,12 +47,30 @@ static void arm(struct waiter *w, int fd)
     io_uring_sqe_set_data64(sqe, (uint64_t)fd);
 }
 
+static bool no_uring;
+
+static void read_no_uring(void)
+{
+    kvmm_env_bool("KOSVMM_NO_URING", &no_uring);
+}
+
+/* Read once, when the library is loaded (kvmm_lazy_explain), so a bad value is warned about then. */
+bool kvmm_uffd_no_uring(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_no_uring);
+    return no_uring;
+}
+
 /* io_uring unless it is disabled (kernel.io_uring_disabled, seccomp) or KOSVMM_NO_URING is set. */
 void kvmm_uffd_loop_init(void)
 {
     struct waiter *w = &waiter;
-    const char *no = getenv("KOSVMM_NO_URING");
-    w->uring = !(no && *no && *no != '0') && io_uring_queue_init(16, &w->ring, 0) == 0;
+    kvmm_uffd_no_uring();
+    w->uring = !no_uring && io_uring_queue_init(16, &w->ring, 0) == 0;
+    if (kvmm_verbose())
+        kvmm_message("userfaultfd handler waits with %s", w->uring ? "io_uring" : no_uring ? "poll(2) (KOSVMM_NO_URING)"
+                                                                                          : "poll(2) (io_uring refused)");
     w->fds[0] = (struct pollfd){.fd = kvmm_engine.fd, .events = POLLIN};
     w->fds[1] = (struct pollfd){.fd = kvmm_engine.control, .events = POLLIN};
 }

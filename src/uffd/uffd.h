@@ -25,6 +25,8 @@ struct kvmm_region;
 
 /* The config lazy commits get now (defaults, environment, kosvmm_set_lazy_config). */
 void kvmm_lazy_config(kosvmm_lazy_config *out);
+/* Whether KOSVMM_ENGINE named the engine: then a fallback to kernel paging is always reported. */
+bool kvmm_lazy_engine_from_environment(void);
 
 /* Whether r is served by this process's handler now (false in a forked child until
  * re-registered, and after the region was demoted to kernel paging). */

@@ -543,7 +543,7 @@ static void check_all(int full)
     } else {
         check_handles(m);
     }
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     EXPECT(kosvmm_get_stats(&st) == rcOk, "kosvmm_get_stats failed");
     m_totals t;
     m_totals_of(m, &t);
@@ -1457,6 +1457,7 @@ static int run(src *s, uint64_t nops)
         m_reset(&D.m);
         return -1;
     }
+    D.base.size = sizeof D.base;
     EXPECT(kosvmm_get_stats(&D.base) == rcOk, "kosvmm_get_stats failed");
     for (uint64_t i = 0; i < nops && !src_done(s); i++)
         step(s);
