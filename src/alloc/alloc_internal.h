@@ -13,18 +13,22 @@
  * Layout. A chunk is a KVMM_CHUNK-aligned region of KVMM_CHUNK bytes, cut into 64 slots of
  * 64 KiB. Slot 0 holds the chunk header (struct kvmm_chunk): so the header of any small block is
  * found by aligning its address down, and KosMemFree/KosMemGetSize are O(1). A slab page is a run
- * of 1 slot (blocks up to 8 KiB) or 8 slots (up to 128 KiB), aligned to its length, so a block
- * whose size is a multiple of a power of two up to 64 KiB is aligned to it.
+ * of 1, 2, 4 or 8 slots aligned to its length, so a block whose size is a multiple of a power of
+ * two up to 64 KiB is aligned to it. Blocks of 128 KiB to 1 MiB are run pages: one block made of
+ * whole slots, freed back to the chunk without a system call.
  */
 #define KVMM_CHUNK_SHIFT 22
 #define KVMM_CHUNK ((uintptr_t)1 << KVMM_CHUNK_SHIFT)
 #define KVMM_SLOT_SHIFT 16
 #define KVMM_SLOT ((uintptr_t)1 << KVMM_SLOT_SHIFT)
 #define KVMM_SLOTS 64
-#define KVMM_SMALL_MAX ((size_t)128 << 10)   /* larger blocks get a region of their own */
+#define KVMM_SMALL_MAX ((size_t)128 << 10)   /* size-classed up to here */
+#define KVMM_RUN_MAX ((size_t)1 << 20)       /* then a run of slots per block; above, a region */
 #define KVMM_SMALL_ALIGN_MAX ((size_t)64 << 10)
 #define KVMM_BINS 48
-#define KVMM_COMMIT_STEP 4                   /* slots committed per KnVmCommit, at least */
+#define KVMM_KEEP_COMMITTED 4                /* slabs committed with a new chunk's header */
+#define KVMM_KEEP_FREE_MIN 32                /* free slots a heap keeps committed: at least 2 MiB, */
+#define KVMM_KEEP_FREE_SHIFT 2               /* or a quarter of what it has committed */
 
 /* Size class of size (1..KVMM_SMALL_MAX): 16-byte steps up to 128, then 4 steps per doubling. */
 static inline unsigned kvmm_bin_of(size_t size)
@@ -44,11 +48,16 @@ static inline size_t kvmm_bin_size(unsigned bin)
     return (size_t)(5u + sub) << (w - 2);
 }
 
-/* Slots per slab page of a bin. */
+/* Slots per slab page of a bin: at least 4 blocks, and no more, since every committed byte is
+ * populated (LOCKED) and a partly used page per bin and thread is the allocator's overhead. */
 static inline unsigned kvmm_bin_span(unsigned bin)
 {
-    return kvmm_bin_size(bin) <= ((size_t)8 << 10) ? 1u : 8u;
+    size_t bs = kvmm_bin_size(bin);
+    return bs <= ((size_t)16 << 10) ? 1u : bs <= ((size_t)32 << 10) ? 2u : bs <= ((size_t)64 << 10) ? 4u : 8u;
 }
+
+/* The bin number of a run page: one block of whole slots, 128 KiB to 1 MiB. */
+#define KVMM_RUN_BIN KVMM_BINS
 
 struct kvmm_heap;
 struct kvmm_chunk;
@@ -82,7 +91,7 @@ struct kvmm_chunk {
     uint64_t free_slots;                    /* bit i: slot i belongs to no page */
     uint32_t pages;                         /* slab pages */
     uint32_t busy;                          /* of which with a block in use */
-    uint32_t committed;                     /* slots [0, committed) are committed */
+    uint64_t committed;                     /* bit i: slot i is committed */
     uint8_t slot_page[KVMM_SLOTS];          /* first slot of the page holding each slot */
     struct kvmm_page page[KVMM_SLOTS];      /* indexed by a page's first slot */
     /* Allocated bit per block (atomic: set by the owner, cleared by whoever frees): a block freed
@@ -99,6 +108,7 @@ struct kvmm_heap {
     struct kvmm_page *bins[KVMM_BINS];      /* head: the page allocations come from */
     struct kvmm_chunk *chunks;
     unsigned empty_chunks;                  /* chunks with no page, kept (at most 1 while owned) */
+    size_t committed_slots, free_slots;     /* slots committed in its chunks; of which in no page */
     void *_Atomic delayed;                  /* blocks other threads freed into full pages */
     _Atomic int state;
     pthread_mutex_t lock;                   /* taken only for an abandoned heap */
@@ -109,8 +119,10 @@ struct kvmm_heap {
 struct kvmm_chunk *kvmm_chunk_new(struct kvmm_heap *h);
 /* Unmaps an empty chunk (already unlinked from its heap). */
 void kvmm_chunk_release(struct kvmm_chunk *c);
-/* Makes slots [0, upto) committed. 0 or -1 (the VMM refused: quota, memory). */
-int kvmm_chunk_commit(struct kvmm_chunk *c, unsigned upto);
+/* Makes slots [first, first + span) committed. 0 or -1 (the VMM refused: quota, memory). */
+int kvmm_chunk_commit(struct kvmm_chunk *c, unsigned first, unsigned span);
+/* Slots [first, first + span) were just freed: decommits them unless the chunk keeps them. */
+void kvmm_chunk_trim(struct kvmm_chunk *c, unsigned first, unsigned span);
 bool kvmm_chunk_known(uintptr_t chunk);
 /* Page-granular metadata memory that is never returned (leaves of the chunk map, heaps). */
 void *kvmm_meta_alloc(size_t size);
@@ -126,6 +138,7 @@ void kvmm_large_fork_child(void);
 
 /* heap.c: thread heaps, slab pages. */
 void *kvmm_small_alloc(unsigned bin);
+void *kvmm_run_alloc(size_t size);
 void kvmm_small_free(struct kvmm_chunk *c, void *p);
 size_t kvmm_small_size(struct kvmm_chunk *c, const void *p);
 

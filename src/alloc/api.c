@@ -40,11 +40,15 @@ static void *allocate(size_t size, size_t align, int zeroed)
     int bin = -1;
     if (size <= KVMM_SMALL_MAX)
         bin = align <= 16 ? (int)kvmm_bin_of(size) : align <= KVMM_SMALL_ALIGN_MAX ? aligned_bin(size, align) : -1;
-    if (bin < 0)
+    void *p;
+    if (bin >= 0)
+        p = kvmm_small_alloc((unsigned)bin);
+    else if (size <= KVMM_RUN_MAX && align <= KVMM_SMALL_ALIGN_MAX)
+        p = kvmm_run_alloc(size);
+    else
         return kvmm_large_alloc(size, align); /* fresh from the kernel: already zero */
-    void *p = kvmm_small_alloc((unsigned)bin);
     if (p && zeroed)
-        memset(p, 0, kvmm_bin_size((unsigned)bin));
+        memset(p, 0, KosMemGetSize(p));
     return p;
 }
 

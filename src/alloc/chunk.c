@@ -100,20 +100,42 @@ static uintptr_t reserve_aligned(void)
     return c;
 }
 
-int kvmm_chunk_commit(struct kvmm_chunk *c, unsigned upto)
+static uint64_t run_mask(unsigned first, unsigned span)
 {
-    if (upto <= c->committed)
-        return 0;
-    /* Whole steps, so the region keeps few kernel mappings and few KnVmCommit calls are made. */
-    unsigned to = c->committed + KVMM_COMMIT_STEP > upto ? c->committed + KVMM_COMMIT_STEP : upto;
-    if (to > KVMM_SLOTS)
-        to = KVMM_SLOTS;
-    uintptr_t base = (uintptr_t)c;
-    if (KnVmCommit((void *)(base + c->committed * KVMM_SLOT), (to - c->committed) * KVMM_SLOT,
-                   VMM_FLAG_LOCKED) != rcOk)
-        return -1;
-    c->committed = to;
+    return (span >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << span) - 1) << first;
+}
+
+int kvmm_chunk_commit(struct kvmm_chunk *c, unsigned first, unsigned span)
+{
+    uint64_t need = run_mask(first, span);
+    unsigned had = (unsigned)__builtin_popcountll(c->committed & need);
+    /* The slots leave the free pool whether or not they must be committed now. */
+    if (had < span && KnVmCommit((void *)((uintptr_t)c + first * KVMM_SLOT), span * KVMM_SLOT,
+                                 VMM_FLAG_LOCKED) != rcOk)
+        return -1; /* committed pages in the range stay as they were, and are not charged twice */
+    c->committed |= need;
+    c->heap->committed_slots += span - had;
+    c->heap->free_slots -= had;
     return 0;
+}
+
+void kvmm_chunk_trim(struct kvmm_chunk *c, unsigned first, unsigned span)
+{
+    /* LOCKED memory is all resident, so free slots cost RAM until decommitted; but a page
+     * retired and carved again soon should cost no system call. The heap keeps free slots
+     * committed up to a budget, an eighth of what it has committed (at least 1 MiB). */
+    struct kvmm_heap *h = c->heap;
+    uint64_t run = run_mask(first, span) & c->committed;
+    unsigned n = (unsigned)__builtin_popcountll(run);
+    h->free_slots += n;
+    size_t budget = h->committed_slots >> KVMM_KEEP_FREE_SHIFT;
+    if (h->free_slots <= (budget > KVMM_KEEP_FREE_MIN ? budget : KVMM_KEEP_FREE_MIN) || !n)
+        return;
+    if (KnVmDecommit((void *)((uintptr_t)c + first * KVMM_SLOT), span * KVMM_SLOT) == rcOk) {
+        c->committed &= ~run;
+        h->committed_slots -= n;
+        h->free_slots -= n;
+    }
 }
 
 struct kvmm_chunk *kvmm_chunk_new(struct kvmm_heap *h)
@@ -123,7 +145,7 @@ struct kvmm_chunk *kvmm_chunk_new(struct kvmm_heap *h)
         return NULL;
     _Atomic uint64_t *leaf = leaf_of(base, true);
     /* The header slot and the first slab slots in one call. */
-    if (!leaf || KnVmCommit((void *)base, KVMM_COMMIT_STEP * KVMM_SLOT, VMM_FLAG_LOCKED) != rcOk) {
+    if (!leaf || KnVmCommit((void *)base, (1 + KVMM_KEEP_COMMITTED) * KVMM_SLOT, VMM_FLAG_LOCKED) != rcOk) {
         KnVmUnmap((void *)base, KVMM_CHUNK);
         return NULL;
     }
@@ -132,7 +154,9 @@ struct kvmm_chunk *kvmm_chunk_new(struct kvmm_heap *h)
     c->magic = KVMM_CHUNK_MAGIC ^ base;
     c->heap = h;
     c->free_slots = ~(uint64_t)1;
-    c->committed = KVMM_COMMIT_STEP;
+    c->committed = run_mask(0, 1 + KVMM_KEEP_COMMITTED);
+    h->committed_slots += 1 + KVMM_KEEP_COMMITTED;
+    h->free_slots += KVMM_KEEP_COMMITTED;
     memset(c->slot_page, KVMM_NO_PAGE, sizeof c->slot_page);
     map_set(base, leaf, true);
     return c;

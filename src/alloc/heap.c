@@ -67,8 +67,11 @@ static void chunk_link(struct kvmm_heap *h, struct kvmm_chunk *c)
     h->chunks = c;
 }
 
+/* Before the chunk is unmapped (every page retired): its slots leave the heap's counts. */
 static void chunk_unlink(struct kvmm_heap *h, struct kvmm_chunk *c)
 {
+    h->committed_slots -= (size_t)__builtin_popcountll(c->committed);
+    h->free_slots -= (size_t)__builtin_popcountll(c->committed & ~(uint64_t)1);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -138,33 +141,37 @@ static bool has_room(const struct kvmm_page *pg)
 
 /* ---- pages ---- */
 
-static int find_run(const struct kvmm_chunk *c, unsigned span)
+/* First fit, so the committed part of a chunk stays short: span free slots, aligned to span
+ * for slab pages (a power of two), anywhere for run pages. */
+static int find_run(const struct kvmm_chunk *c, unsigned span, bool aligned)
 {
-    if (span == 1)
-        return c->free_slots ? __builtin_ctzll(c->free_slots) : -1;
+    if (span == 1) {
+        uint64_t ready = c->free_slots & c->committed;
+        return ready ? __builtin_ctzll(ready) : c->free_slots ? __builtin_ctzll(c->free_slots) : -1;
+    }
     uint64_t mask = (1ull << span) - 1;
-    for (unsigned i = span; i < KVMM_SLOTS; i += span)
+    for (unsigned i = aligned ? span : 1; i + span <= KVMM_SLOTS; i += aligned ? span : 1)
         if (((c->free_slots >> i) & mask) == mask)
             return (int)i;
     return -1;
 }
 
-static struct kvmm_page *page_new(struct kvmm_heap *h, unsigned bin)
+static struct kvmm_page *page_new(struct kvmm_heap *h, unsigned bin, unsigned span)
 {
-    unsigned span = kvmm_bin_span(bin);
+    bool aligned = bin != KVMM_RUN_BIN;
     struct kvmm_chunk *c;
     int i = -1;
     for (c = h->chunks; c; c = c->next)
-        if ((i = find_run(c, span)) >= 0)
+        if ((i = find_run(c, span, aligned)) >= 0)
             break;
     if (!c) {
         if (!(c = kvmm_chunk_new(h)))
             return NULL;
         chunk_link(h, c);
         h->empty_chunks++;
-        i = find_run(c, span);
+        i = find_run(c, span, aligned);
     }
-    if (kvmm_chunk_commit(c, (unsigned)i + span)) {
+    if (kvmm_chunk_commit(c, (unsigned)i, span)) {
         if (c->pages == 0 && h->empty_chunks > 1) {
             h->empty_chunks--;
             chunk_unlink(h, c);
@@ -177,7 +184,7 @@ static struct kvmm_page *page_new(struct kvmm_heap *h, unsigned bin)
     c->free_slots &= ~(((span == 64 ? 0 : 1ull << span) - 1) << i);
     memset(&c->slot_page[i], i, span);
     struct kvmm_page *pg = &c->page[i];
-    uint32_t bsize = (uint32_t)kvmm_bin_size(bin);
+    uint32_t bsize = (uint32_t)(aligned ? kvmm_bin_size(bin) : span * KVMM_SLOT);
     pg->free = NULL;
     pg->next = pg->prev = NULL;
     pg->start = (uintptr_t)c + (uintptr_t)i * KVMM_SLOT;
@@ -206,6 +213,7 @@ static struct kvmm_chunk *page_retire(struct kvmm_heap *h, struct kvmm_page *pg,
     pg->bsize = 0;
     memset(&c->slot_page[i], KVMM_NO_PAGE, pg->span);
     c->free_slots |= ((pg->span == 64 ? 0 : 1ull << pg->span) - 1) << i;
+    kvmm_chunk_trim(c, i, pg->span);
     if (--c->pages)
         return NULL;
     /* Hysteresis: one empty chunk stays with a live thread, for the next burst. */
@@ -231,7 +239,7 @@ static void unfull(struct kvmm_heap *h, struct kvmm_page *pg)
 static struct kvmm_chunk *page_emptied(struct kvmm_heap *h, struct kvmm_page *pg, unsigned keep)
 {
     struct kvmm_chunk *c = chunk_of(pg);
-    if (keep && c->busy && !pg->full && h->bins[pg->bin] == pg && !pg->next)
+    if (keep && c->busy && !pg->full && pg->bin != KVMM_RUN_BIN && h->bins[pg->bin] == pg && !pg->next)
         return NULL;
     struct kvmm_chunk *gone = page_retire(h, pg, keep);
     for (unsigned s = 1; !gone && !c->busy && c->pages && s < KVMM_SLOTS; s++)
@@ -254,7 +262,7 @@ static struct kvmm_chunk *give_back(struct kvmm_heap *h, struct kvmm_page *pg, v
         chunk_of(pg)->busy--;
         return page_emptied(h, pg, keep);
     }
-    if (pg->full)
+    if (pg->full && pg->bin != KVMM_RUN_BIN)
         unfull(h, pg);
     return NULL;
 }
@@ -312,9 +320,24 @@ static void *alloc_slow(struct kvmm_heap *h, unsigned bin)
             pg->full = 1;
         }
     }
-    if (!(pg = page_new(h, bin)))
+    if (!(pg = page_new(h, bin, kvmm_bin_span(bin))))
         return NULL;
     bin_push(h, pg, true);
+    return take(pg);
+}
+
+/* A run page is in no bin list: it is "full" from the start, so frees from other threads reach
+ * the owner through the delayed list, and its one free retires it. */
+void *kvmm_run_alloc(size_t size)
+{
+    struct kvmm_heap *h = tls_heap;
+    if (unlikely(!h) && !(h = heap_init_thread()))
+        return NULL;
+    struct kvmm_page *pg = page_new(h, KVMM_RUN_BIN, (unsigned)((size + KVMM_SLOT - 1) >> KVMM_SLOT_SHIFT));
+    if (!pg)
+        return NULL;
+    pg->full = 1;
+    atomic_store_explicit(&pg->xfree, KVMM_XFULL, memory_order_relaxed);
     return take(pg);
 }
 
