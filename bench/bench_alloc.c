@@ -46,6 +46,8 @@ static const struct ops kos_ops = {kos_alloc, KosMemFree};
 
 static long churn_ops = 2000000;   /* per thread */
 static unsigned churn_slots = 40000; /* live-set slots per thread, about half in use */
+static unsigned cross_every = 8;     /* one free in N is done by another thread; 0: none */
+static size_t touch_max = SIZE_MAX;  /* bytes of each block the program writes */
 
 /*
  * Sizes: a long-tailed mix as heap profiles of C services show: most requests are small
@@ -119,9 +121,9 @@ static void *churn_run(void *arg)
             char *p = ops->alloc(n);
             if (!p)
                 bench_die_errno("allocation");
-            memset(p, (int)op, n < 128 ? n : 128); /* the program writes its header */
+            memset(p, (int)op, n < touch_max ? n : touch_max); /* the program fills its block */
             slot[i] = p;
-        } else if ((s >> 40) % 8 == 0 && t->nthreads > 1) {
+        } else if (cross_every && (s >> 40) % cross_every == 0 && t->nthreads > 1) {
             /* One free in eight is done by the next thread, in batches (a work queue). */
             out[nout++] = slot[i];
             slot[i] = NULL;
@@ -286,14 +288,21 @@ int main(int argc, char **argv)
             quick = 1;
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cross") && i + 1 < argc)
+            cross_every = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--touch") && i + 1 < argc)
+            touch_max = (size_t)atol(argv[++i]);
+        else if (!strcmp(argv[i], "--ops") && i + 1 < argc)
+            churn_ops = atol(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--rounds N (1..%d)] [--quick]\n", argv[0], MAX_ROUNDS);
+            fprintf(stderr, "usage: %s [--rounds N (1..%d)] [--quick] [--ops N per thread] [--cross N (1/N of frees\n"
+                            "       by another thread, 0: none)] [--touch N (bytes written per block; default all)]\n", argv[0], MAX_ROUNDS);
             return 2;
         }
     }
     if (quick) {
         rounds = rounds == 5 ? 1 : rounds;
-        churn_ops = 400000;
+        churn_ops = churn_ops == 2000000 ? 400000 : churn_ops;
         churn_slots = 10000;
     }
     if (rounds < 1 || rounds > MAX_ROUNDS) {
@@ -318,8 +327,14 @@ int main(int argc, char **argv)
     getrlimit(RLIMIT_MEMLOCK, &ml);
     printf("kosvmm-bench-alloc: %d round(s), interleaved, each run in a fresh child; euid %d, RLIMIT_MEMLOCK %s\n",
            rounds, (int)geteuid(), ml.rlim_cur == RLIM_INFINITY ? "unlimited" : "limited");
-    printf("churn: %ld operations per thread, %u live-set slots per thread, 1/8 of frees by another thread\n",
-           churn_ops, churn_slots);
+    printf("churn: %ld operations per thread, %u live-set slots per thread, ", churn_ops, churn_slots);
+    if (cross_every)
+        printf("1/%u of frees by another thread\n", cross_every);
+    else
+        printf("no frees by another thread\n");
+    if (touch_max != SIZE_MAX)
+        printf("only the first %zu bytes of each block are written: untouched glibc memory is not resident,\n"
+               "LOCKED memory always is\n", touch_max);
 
     static struct result res[MAX_CASES][A_COUNT][MAX_ROUNDS];
     struct result base = measure(NULL, A_GLIBC);
