@@ -141,17 +141,15 @@ static bool has_room(const struct kvmm_page *pg)
 
 /* ---- pages ---- */
 
-/* First fit, so the committed part of a chunk stays short: span free slots, aligned to span
- * for slab pages (a power of two), anywhere for run pages. */
-static int find_run(const struct kvmm_chunk *c, unsigned span, bool aligned)
+/* First fit among the slots in avail: span of them, aligned to span for slab pages (a power of
+ * two), anywhere for run pages. */
+static int find_run(uint64_t avail, unsigned span, bool aligned)
 {
-    if (span == 1) {
-        uint64_t ready = c->free_slots & c->committed;
-        return ready ? __builtin_ctzll(ready) : c->free_slots ? __builtin_ctzll(c->free_slots) : -1;
-    }
+    if (span == 1)
+        return avail ? __builtin_ctzll(avail) : -1;
     uint64_t mask = (1ull << span) - 1;
     for (unsigned i = aligned ? span : 1; i + span <= KVMM_SLOTS; i += aligned ? span : 1)
-        if (((c->free_slots >> i) & mask) == mask)
+        if (((avail >> i) & mask) == mask)
             return (int)i;
     return -1;
 }
@@ -159,17 +157,22 @@ static int find_run(const struct kvmm_chunk *c, unsigned span, bool aligned)
 static struct kvmm_page *page_new(struct kvmm_heap *h, unsigned bin, unsigned span)
 {
     bool aligned = bin != KVMM_RUN_BIN;
-    struct kvmm_chunk *c;
+    struct kvmm_chunk *c = NULL;
     int i = -1;
-    for (c = h->chunks; c; c = c->next)
-        if ((i = find_run(c, span, aligned)) >= 0)
-            break;
+    /* Slots still committed first (in any chunk): each KnVmCommit and KnVmDecommit costs
+     * system calls and a populate, so retired slots are reused before new ones are committed. */
+    for (int pass = 0; pass < 2 && i < 0; pass++)
+        for (c = h->chunks; c; c = c->next)
+            if ((i = find_run(pass ? c->free_slots : c->free_slots & c->committed, span, aligned)) >= 0)
+                break;
     if (!c) {
         if (!(c = kvmm_chunk_new(h)))
             return NULL;
         chunk_link(h, c);
         h->empty_chunks++;
-        i = find_run(c, span, aligned);
+        i = find_run(c->free_slots & c->committed, span, aligned);
+        if (i < 0)
+            i = find_run(c->free_slots, span, aligned);
     }
     if (kvmm_chunk_commit(c, (unsigned)i, span)) {
         if (c->pages == 0 && h->empty_chunks > 1) {
