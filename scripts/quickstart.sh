@@ -222,6 +222,7 @@ test_all() {
     run_step "bench smoke" build/bench/kosvmm-bench-core --quick
     run_step "lazy bench smoke" build/bench/kosvmm-bench-lazy --quick \
         --csv build/bench/lazy-smoke.csv --png build/bench/lazy-smoke.png
+    run_step "alloc bench smoke" build/bench/kosvmm-bench-alloc --quick
     run_step "fuzz (build-fuzz/, 60 s)" fuzz_smoke
     run_step "demo smoke" build/examples/vmm_tour
     run_step "pkg-config consumer" pkgconfig_consumer
