@@ -373,7 +373,7 @@ int main(int argc, char **argv)
             char range[32] = "";
             if (a != A_GLIBC)
                 snprintf(range, sizeof range, "(%.2f..%.2f)", lo, hi);
-            printf("%-22s %-22s %12.3f %9.2fx %15s %12.1f %8.2fx %10llu\n", a ? "" : cases[c].name,
+            printf("%-22s %-22s %12.4g %9.2fx %15s %12.1f %8.2fx %10llu\n", a ? "" : cases[c].name,
                    alloc_name[a], tput[a], tput[a] / tput[A_GLIBC], range, rss[a],
                    rss[A_GLIBC] > 0 ? rss[a] / rss[A_GLIBC] : 0.0,
                    (unsigned long long)res[c][a][rounds - 1].pin_refusals);

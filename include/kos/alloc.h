@@ -17,11 +17,14 @@ extern "C" {
  *
  * How (the way libkos does it): blocks of up to 128 KiB come from size-classed slabs carved out of
  * 4 MiB chunks, each chunk one KnVmAllocate'd region whose slabs are committed with KnVmCommit as
- * they are first used. Larger blocks, and alignments above 64 KiB, get a region of their own,
- * returned with KnVmUnmap when freed. Each thread allocates from its own chunks without a lock; a
- * block freed by another thread goes back to its owner through an atomic list. A chunk whose
- * blocks are all free is unmapped, except one per thread kept for reuse; a thread's empty chunks
- * all go when it exits.
+ * they are first used; blocks up to 1 MiB are runs of 64 KiB slots of a chunk. Larger blocks, and
+ * alignments above 64 KiB, get a region of their own, returned with KnVmUnmap when freed. Each
+ * thread allocates from its own chunks without a lock; a block freed by another thread goes back
+ * to its owner through an atomic list, and is reused when the owner next allocates or frees in
+ * its page, or exits. Memory goes back to the system with some hysteresis: the slots of an empty
+ * slab are decommitted once a thread holds more free committed slots than a quarter of what it
+ * has committed (at least 2 MiB); a chunk with no slab is unmapped, except one per thread kept
+ * for reuse; an exiting thread's empty chunks all go.
  *
  * LOCKED and pinning (host difference): the memory is populated when committed, never lazily
  * faulted. It is also pinned with mlock when the process may (CAP_IPC_LOCK or room under
