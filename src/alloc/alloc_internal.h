@@ -111,6 +111,7 @@ struct kvmm_heap {
     size_t committed_slots, free_slots;     /* slots committed in its chunks; of which in no page */
     void *_Atomic delayed;                  /* blocks other threads freed into full pages */
     _Atomic int state;
+    _Atomic int pending;                    /* abandoned: a free came in during a collection */
     pthread_mutex_t lock;                   /* taken only for an abandoned heap */
     struct kvmm_heap *all_next, *pool_next;
 };

@@ -119,9 +119,10 @@ static void *take(struct kvmm_page *pg)
 /* Moves the blocks other threads freed into the owner's list. */
 static void collect(struct kvmm_page *pg)
 {
-    if (pg->full || !atomic_load_explicit(&pg->xfree, memory_order_relaxed))
+    /* seq_cst with the pushes and the heap state: see remote_free. */
+    if (pg->full || !atomic_load_explicit(&pg->xfree, memory_order_seq_cst))
         return;
-    void *list = (void *)atomic_exchange_explicit(&pg->xfree, 0, memory_order_acquire);
+    void *list = (void *)atomic_exchange_explicit(&pg->xfree, 0, memory_order_seq_cst);
     uint32_t n = 1;
     void *tail = list;
     while (*(void **)tail) {
@@ -279,7 +280,7 @@ static struct kvmm_page *page_of(void *p)
 /* Blocks other threads freed into full pages. */
 static void drain_delayed(struct kvmm_heap *h, unsigned keep, struct kvmm_chunk **gone)
 {
-    void *b = atomic_exchange_explicit(&h->delayed, NULL, memory_order_acquire);
+    void *b = atomic_exchange_explicit(&h->delayed, NULL, memory_order_seq_cst);
     while (b) {
         void *next = *(void **)b;
         struct kvmm_chunk *g = give_back(h, page_of(b), b, keep);
@@ -380,6 +381,23 @@ static struct kvmm_page *locate(struct kvmm_chunk *c, const void *p, uint32_t *i
 
 static void heap_collect_all(struct kvmm_heap *h, struct kvmm_chunk **gone);
 
+/* Collects an abandoned heap unless someone else is at it. Whoever holds the lock may already
+ * have passed the page of a new free: every holder looks again when it sees pending after its
+ * pass, so a free never waits for the lock and no block is stranded. */
+static void collect_abandoned(struct kvmm_heap *h)
+{
+    while (pthread_mutex_trylock(&h->lock) == 0) {
+        struct kvmm_chunk *gone = NULL;
+        atomic_store_explicit(&h->pending, 0, memory_order_seq_cst);
+        if (atomic_load_explicit(&h->state, memory_order_relaxed) == KVMM_HEAP_ABANDONED)
+            heap_collect_all(h, &gone);
+        pthread_mutex_unlock(&h->lock);
+        release_all(gone);
+        if (!atomic_load_explicit(&h->pending, memory_order_seq_cst))
+            break;
+    }
+}
+
 static void remote_free(struct kvmm_heap *h, struct kvmm_page *pg, void *p)
 {
     uintptr_t head = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
@@ -388,25 +406,24 @@ static void remote_free(struct kvmm_heap *h, struct kvmm_page *pg, void *p)
             void *top = atomic_load_explicit(&h->delayed, memory_order_relaxed);
             do
                 *(void **)p = top;
-            while (!atomic_compare_exchange_weak_explicit(&h->delayed, &top, p, memory_order_release,
+            while (!atomic_compare_exchange_weak_explicit(&h->delayed, &top, p, memory_order_seq_cst,
                                                           memory_order_relaxed));
             break;
         }
         *(void **)p = (void *)head;
-        if (atomic_compare_exchange_weak_explicit(&pg->xfree, &head, (uintptr_t)p, memory_order_release,
+        if (atomic_compare_exchange_weak_explicit(&pg->xfree, &head, (uintptr_t)p, memory_order_seq_cst,
                                                   memory_order_relaxed))
             break;
     }
     /* From here the page may be gone; the heap never is (heaps are pooled, not freed). An
-     * abandoned heap has no owner to collect: whoever frees into it does, if nobody else is. */
-    if (atomic_load_explicit(&h->state, memory_order_seq_cst) != KVMM_HEAP_ABANDONED ||
-        pthread_mutex_trylock(&h->lock))
+     * abandoned heap has no owner to collect: whoever frees into it does, if nobody else is.
+     * The push above, this load, and the exiting owner's state store and collection are all
+     * seq_cst: either this free sees the heap abandoned, or the owner's last pass sees the
+     * block (with release/acquire both could miss each other, stranding the block). */
+    if (atomic_load_explicit(&h->state, memory_order_seq_cst) != KVMM_HEAP_ABANDONED)
         return;
-    struct kvmm_chunk *gone = NULL;
-    if (atomic_load_explicit(&h->state, memory_order_relaxed) == KVMM_HEAP_ABANDONED)
-        heap_collect_all(h, &gone);
-    pthread_mutex_unlock(&h->lock);
-    release_all(gone);
+    atomic_store_explicit(&h->pending, 1, memory_order_seq_cst);
+    collect_abandoned(h);
 }
 
 void kvmm_small_free(struct kvmm_chunk *c, void *p)
@@ -487,9 +504,13 @@ static void heap_abandon(void *arg)
      * owned has pushed its block before this pass; any later one sees it abandoned. */
     pthread_mutex_lock(&h->lock);
     atomic_store_explicit(&h->state, KVMM_HEAP_ABANDONED, memory_order_seq_cst);
+    atomic_store_explicit(&h->pending, 0, memory_order_seq_cst);
     heap_collect_all(h, &gone);
     pthread_mutex_unlock(&h->lock);
     release_all(gone);
+    /* Frees that found the lock held during this pass. */
+    if (atomic_load_explicit(&h->pending, memory_order_seq_cst))
+        collect_abandoned(h);
     pthread_mutex_lock(&pool_lock);
     h->pool_next = pool;
     pool = h;
