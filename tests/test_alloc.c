@@ -453,6 +453,7 @@ END_TEST
 START_TEST(double_free_large)
 {
     void *p = KosMemAlloc(3 * MIB);
+    ck_assert_ptr_nonnull(p);
     run_misuse(double_free, p, "double free detected", p);
 }
 END_TEST
@@ -506,6 +507,7 @@ END_TEST
 START_TEST(interior_pointer_large)
 {
     char *p = KosMemAlloc(2 * MIB);
+    ck_assert_ptr_nonnull(p);
     run_misuse(free_once, p + tu_page(), "invalid pointer", p + tu_page());
 }
 END_TEST
@@ -634,7 +636,7 @@ END_TEST
 
 /* ---- fork ---- */
 
-static volatile int spin_stop;
+static _Atomic int spin_stop;
 
 static void *spinner(void *arg)
 {

@@ -29,14 +29,16 @@ static _Atomic uint64_t *leaf_of(uintptr_t chunk, bool make)
     _Atomic uint64_t *leaf = atomic_load_explicit(&chunk_map[idx >> LEAF_BITS], memory_order_acquire);
     if (leaf || !make)
         return leaf;
-    pthread_mutex_lock(&meta_lock);
-    leaf = atomic_load_explicit(&chunk_map[idx >> LEAF_BITS], memory_order_relaxed);
-    if (!leaf) {
-        leaf = KnVmAllocate(RTL_NULL, (1u << LEAF_BITS) / 8, RW | VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED);
-        if (leaf)
-            atomic_store_explicit(&chunk_map[idx >> LEAF_BITS], leaf, memory_order_release);
-    }
-    pthread_mutex_unlock(&meta_lock);
+    /* Made outside any lock (the metadata lock is never held across a VMM call); a racing thread's
+     * leaf wins and this one goes back. */
+    _Atomic uint64_t *fresh = KnVmAllocate(RTL_NULL, (1u << LEAF_BITS) / 8,
+                                           RW | VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED);
+    if (!fresh)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(&chunk_map[idx >> LEAF_BITS], &leaf, fresh,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return fresh;
+    KnVmUnmap((void *)fresh, (1u << LEAF_BITS) / 8);
     return leaf;
 }
 
@@ -60,19 +62,33 @@ static void map_set(uintptr_t chunk, _Atomic uint64_t *leaf, bool on)
 
 void *kvmm_meta_alloc(size_t size)
 {
-    /* Heaps are a few hundred bytes and pooled forever; a small bump arena saves a region each. */
-    static char *cur, *end;
+    /* Heaps are a few hundred bytes and pooled forever; a small bump arena saves a region each.
+     * A new arena is mapped outside the lock; if another thread installed one meanwhile, the
+     * request is served from whichever has room and a spare arena is kept for the next. */
+    static char *cur, *end, *spare;
     size = (size + 63) & ~(size_t)63;
+    if (size > 65536)
+        return NULL;
     pthread_mutex_lock(&meta_lock);
-    if (!cur || (size_t)(end - cur) < size) {
-        size_t len = size > 65536 ? (size + kvmm_os_page_size() - 1) & ~(kvmm_os_page_size() - 1) : 65536;
-        char *p = KnVmAllocate(RTL_NULL, len, RW | VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED);
-        if (!p) {
-            pthread_mutex_unlock(&meta_lock);
-            return NULL;
+    while (!cur || (size_t)(end - cur) < size) {
+        if (spare) {
+            cur = spare;
+            end = spare + 65536;
+            spare = NULL;
+            break;
         }
-        cur = p;
-        end = p + len;
+        pthread_mutex_unlock(&meta_lock);
+        char *p = KnVmAllocate(RTL_NULL, 65536, RW | VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED);
+        if (!p)
+            return NULL;
+        pthread_mutex_lock(&meta_lock);
+        if (!spare) {
+            spare = p;
+        } else { /* two threads raced for a spare: one is kept */
+            pthread_mutex_unlock(&meta_lock);
+            KnVmUnmap(p, 65536);
+            pthread_mutex_lock(&meta_lock);
+        }
     }
     void *r = cur;
     cur += size;

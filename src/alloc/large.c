@@ -3,6 +3,7 @@
 #include "alloc_internal.h"
 
 #include <coresrv/vmm/vmm_api.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "os.h"
@@ -45,19 +46,22 @@ static struct entry *find(uintptr_t key)
     }
 }
 
-/* Room for one more entry; tombstones are dropped when the table is rebuilt. Lock held: the
- * table's own region comes from the VMM like everything else. */
-static int reserve_slot(void)
+static bool has_room(void)
 {
-    if (table && (used + 1) * 4 <= cap * 3)
-        return 0;
+    return table && (used + 1) * 4 <= cap * 3;
+}
+
+static size_t wanted_cap(void)
+{
     size_t ncap = cap ? cap : 256;
     while ((live + 1) * 2 > ncap)
         ncap *= 2;
-    struct entry *n = KnVmAllocate(RTL_NULL, ncap * sizeof *n,
-                                   RW | VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED);
-    if (!n)
-        return -1;
+    return ncap;
+}
+
+/* Rebuilds the table into n (ncap entries), dropping tombstones. Lock held. */
+static void rehash(struct entry *n, size_t ncap)
+{
     for (size_t i = 0; table && i < cap; i++) {
         if (table[i].state != E_LIVE)
             continue;
@@ -66,23 +70,45 @@ static int reserve_slot(void)
             j = (j + 1) & (ncap - 1);
         n[j] = table[i];
     }
-    if (table)
-        KnVmUnmap(table, cap * sizeof *table);
     table = n;
     cap = ncap;
     used = live;
-    return 0;
 }
 
+/* The table's own storage comes from the VMM like everything else, but not under this lock:
+ * a lock taken around every large free must not order itself before kosvmm's (ThreadSanitizer saw
+ * the cycle in a fork child, where kosvmm re-initialises its map lock). */
 static int insert(uintptr_t key, size_t len)
 {
     pthread_mutex_lock(&lock);
     struct entry *e = find(key);
-    if (!e) {
-        if (reserve_slot()) {
-            pthread_mutex_unlock(&lock);
+    while (!e && !has_room()) {
+        size_t ncap = wanted_cap();
+        pthread_mutex_unlock(&lock);
+        struct entry *n = KnVmAllocate(RTL_NULL, ncap * sizeof *n,
+                                       RW | VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_LOCKED);
+        if (!n)
             return -1;
+        pthread_mutex_lock(&lock);
+        struct entry *old = NULL;
+        size_t old_cap = cap;
+        if (!has_room() && (live + 1) * 2 <= ncap) {
+            old = table;
+            rehash(n, ncap);
+            n = NULL;
         }
+        if (n || old) {
+            /* Another thread grew it meanwhile, or the old storage goes: outside the lock. */
+            pthread_mutex_unlock(&lock);
+            if (n)
+                KnVmUnmap(n, ncap * sizeof *n);
+            if (old)
+                KnVmUnmap(old, old_cap * sizeof *old);
+            pthread_mutex_lock(&lock);
+        }
+        e = find(key);
+    }
+    if (!e) {
         size_t i = slot_of(key, cap - 1);
         while (table[i].state != E_EMPTY)
             i = (i + 1) & (cap - 1);
