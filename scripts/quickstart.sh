@@ -298,6 +298,7 @@ test_all() {
         bench/plot_lazy.gp
     run_step "lazy chart of docs/" gnuplot -e "csv='docs/lazy_bench.csv'; png='build/bench/lazy-docs.png'" \
         bench/plot_lazy.gp
+    run_step "alloc bench smoke" build/bench/kosvmm-bench-alloc --quick
     run_step "fuzz (build-fuzz/, 60 s)" fuzz_smoke
     run_step "demo smoke" build/examples/vmm_tour
     run_step "pkg-config consumer" pkgconfig_consumer
