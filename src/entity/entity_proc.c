@@ -59,9 +59,10 @@ int kvmm_entity_spawn(const char *stub, int channel_fd, int *pidfd_out)
     int pidfd = -1;
     /*
      * CLONE_PIDFD gives the pidfd atomically with the child (pidfd_open after fork could fail on
-     * EMFILE with the child already running). Exit signal 0: the kernel sends no SIGCHLD, never
-     * reaps the child for a host that ignores SIGCHLD, and waitpid(-1) without __WALL does not
-     * see it, so the host's signal handling and wait loops are left alone.
+     * EMFILE with the child already running), and the child is then waited for through it only.
+     * Exit signal 0 covers the child until exec (a failed exec sends no SIGCHLD); execve itself
+     * makes SIGCHLD the exit signal again (the kernel's de_thread), so once the stub runs it is an
+     * ordinary child of the host, which sees its SIGCHLD.
      */
     long pid = syscall(SYS_clone, (unsigned long)CLONE_PIDFD, 0UL, &pidfd, 0UL, 0UL);
     if (pid == 0)
@@ -108,8 +109,8 @@ int kvmm_entity_reap(int pidfd, int64_t timeout_ms, uint32_t *code)
     }
     siginfo_t si = {0};
     while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL) != 0)
-        if (errno != EINTR)
-            return -errno;
+        if (errno != EINTR) /* ECHILD: the host reaped it (SIG_IGN for SIGCHLD, a waitpid(-1) loop) */
+            return errno == ECHILD ? -ENOENT : -errno;
     *code = si.si_code == CLD_EXITED ? (uint32_t)si.si_status & 0xffu : KOSVMM_ENTITY_KILLED((uint32_t)si.si_status);
     return 0;
 }

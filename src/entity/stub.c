@@ -26,10 +26,23 @@ static void send_status(kosvmm_channel *ch, uint32_t kind, Retcode rc, uint32_t 
     kosvmm_channel_send(ch, &st, sizeof st);
 }
 
-/* A failure the host must hear about: one READY saying why, then the end. */
+/*
+ * A failure the host must hear about: one READY saying why, then the rest of what the host sends
+ * is read and dropped until it lets go. Closing with messages unread would make the kernel reset
+ * the connection (ECONNRESET), and the host could lose the READY in front of them.
+ */
 static void fail(kosvmm_channel *ch, Retcode rc, uint32_t index)
 {
     send_status(ch, KVMM_EW_READY, rc, index);
+    for (;;) {
+        Handle h = INVALID_HANDLE;
+        static char drop[KOSVMM_CHANNEL_MAX_PAYLOAD];
+        Retcode r = kosvmm_channel_recv(ch, &h, drop, sizeof drop, RTL_NULL);
+        if (h != INVALID_HANDLE)
+            KnHandleClose(h);
+        if (r == rcResourceNotFound)
+            break;
+    }
     kosvmm_channel_close(ch);
     _exit(1);
 }
