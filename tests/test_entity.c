@@ -365,6 +365,23 @@ START_TEST(parse_bad_segments)
 }
 END_TEST
 
+/* The second segment's buffer refused by the policy's quota: the first one's handle is closed. */
+START_TEST(parse_fails_midway)
+{
+    struct image im;
+    build(&im, code_exit42, sizeof code_exit42, 0);
+    kosvmm_usage u;
+    kosvmm_policy pol;
+    ck_assert_uint_eq(kosvmm_get_usage(&u), rcOk);
+    ck_assert_uint_eq(kosvmm_get_policy(&pol), rcOk);
+    pol.max_mdl_buffers = u.mdl_buffers + 1;
+    ck_assert_uint_eq(kosvmm_set_policy(&pol), rcOk);
+    expect_refused(im.b, im.size, rcQuotaExceeded);
+    pol.max_mdl_buffers = KOSVMM_UNLIMITED;
+    ck_assert_uint_eq(kosvmm_set_policy(&pol), rcOk);
+}
+END_TEST
+
 START_TEST(free_bad_args)
 {
     struct image im;
@@ -824,6 +841,52 @@ START_TEST(init_over_stub_stack)
 END_TEST
 #endif
 
+#if CAN_RUN
+/* The stub, found as this process's only child (/proc/.../children). */
+static pid_t only_child(void)
+{
+    char path[64], buf[64] = {0};
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)gettid());
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_gt(read(fd, buf, sizeof buf - 1), 0);
+    close(fd);
+    return (pid_t)atoi(buf);
+}
+
+/* A stub killed from outside while stopped: EntityRun says so, and nothing is left. */
+START_TEST(run_stub_killed)
+{
+    struct snapshot was = snap();
+    struct image im;
+    build(&im, code_exit42, sizeof code_exit42, 0);
+    struct segs s;
+    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    Entity *e = init(&test_info, &s);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(kill(only_child(), SIGKILL), 0);
+    ck_assert_uint_eq(EntityRun(e), rcResourceNotFound);
+    rtl_uint32_t code;
+    ck_assert_uint_eq(EntityWait(e, 0, &code), rcInvalidOperation); /* never ran */
+    ck_assert_uint_eq(EntityRun(e), rcInvalidOperation);
+    EntityFree(e);
+
+    /* Killed while running: the signal is the exit code. */
+    build(&im, code_spin, sizeof code_spin, 0);
+    ck_assert_uint_eq(KnElfFreeVmSeg(s.segs, s.count), rcOk);
+    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    e = init(&test_info, &s);
+    ck_assert_uint_eq(EntityRun(e), rcOk);
+    ck_assert_int_eq(kill(only_child(), SIGTERM), 0);
+    ck_assert_uint_eq(EntityWait(e, INFINITE_TIMEOUT, &code), rcOk);
+    ck_assert_uint_eq(code, KOSVMM_ENTITY_KILLED(SIGTERM));
+    EntityFree(e);
+    ck_assert_uint_eq(KnElfFreeVmSeg(s.segs, s.count), rcOk);
+    assert_unchanged(was);
+}
+END_TEST
+#endif
+
 static Suite *entity_suite(void)
 {
     Suite *s = suite_create("entity");
@@ -835,6 +898,7 @@ static Suite *entity_suite(void)
     tcase_add_test(parse, parse_dynamic);
     tcase_add_test(parse, parse_bad_headers);
     tcase_add_test(parse, parse_bad_segments);
+    tcase_add_test(parse, parse_fails_midway);
     tcase_add_test(parse, free_bad_args);
     suite_add_tcase(s, parse);
     TCase *run = tcase_create("run");
@@ -846,6 +910,7 @@ static Suite *entity_suite(void)
     tcase_add_test(run, run_args_and_env);
     tcase_add_test(run, host_signals_untouched);
     tcase_add_test(run, states);
+    tcase_add_test(run, run_stub_killed);
 #endif
     suite_add_tcase(s, run);
     TCase *fail = tcase_create("init_failures");
