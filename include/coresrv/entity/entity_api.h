@@ -72,11 +72,15 @@ typedef struct Entity Entity;
  * jumps to entry. The program then replaces the stub; it should end with exit_group (the exit
  * code) or die of a signal. The stub's own mappings stay in its address space, unused.
  *
- * The host's signal handling is untouched: the child is created with clone(CLONE_PIDFD) and no
- * exit signal, so no SIGCHLD is sent, waitpid(-1, ...) of the host never reaps it, and it is
- * waited for through its pidfd only. An Entity belongs to the process that created it (a fork
- * child gets rcInvalidOperation); one thread at a time may use it. A running entity outlives a
- * host that dies without EntityFree; a stopped one exits once its host is gone.
+ * The host's signal handling is untouched: kosvmm installs no handler and changes no mask (signals
+ * are blocked only around the clone itself), creates the child with clone(CLONE_PIDFD), and waits
+ * for it through the pidfd only (poll, waitid(P_PIDFD)), never with waitpid(-1). Once the stub
+ * has exec'd it is an ordinary child (execve restores SIGCHLD as its exit signal), so the host
+ * does receive SIGCHLD when it ends; a host that sets SIGCHLD to SIG_IGN, or reaps every child
+ * with waitpid(-1), takes the exit code away (EntityWait: rcResourceNotFound). An Entity belongs
+ * to the process that created it (a fork child gets rcInvalidOperation); one thread at a time
+ * may use it. A running entity outlives a host that dies without EntityFree; a stopped one exits
+ * once its host is gone.
  */
 
 /*
@@ -139,6 +143,8 @@ Retcode EntityRun(Entity *entity);
  *   rcInvalidArgument   entity RTL_NULL or not a live Entity, exitCode RTL_NULL;
  *   rcInvalidOperation  never run (stopped, or its start failed), or another process's entity;
  *   rcBusy              the timeout passed first (rcBusy plays the SDK's rcTimeout here);
+ *   rcResourceNotFound  the host reaped the process itself (SIGCHLD ignored, a waitpid(-1) loop):
+ *                       its exit code is lost.
  * Signals caught by the host do not end the wait early.
  */
 Retcode EntityWait(Entity *entity, rtl_uint32_t timeout, rtl_uint32_t *exitCode);
