@@ -143,7 +143,7 @@ static void report(const char *name, const char *result, rtl_uint32_t want, int 
 {
     char expect[64];
     describe(want, expect, sizeof expect);
-    printf("%-20s %-22s %-22s %s\n", name, result, expect, ok ? "pass" : "FAIL");
+    printf("%-12s %-38s %-20s %s\n", name, result, expect, ok ? "pass" : "FAIL");
     fflush(stdout);
     if (ok)
         passed++;
@@ -283,7 +283,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    printf("%-20s %-22s %-22s %s\n", "IMAGE", "RESULT", "EXPECTED", "VERDICT");
+    printf("%-12s %-38s %-20s %s\n", "IMAGE", "RESULT", "EXPECTED", "VERDICT");
     for (int i = optind; i < argc; i++) {
         struct stat st;
         if (stat(argv[i], &st) != 0) {
