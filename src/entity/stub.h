@@ -19,8 +19,9 @@ struct kvmm_stub_start {
     char name[16];
 };
 
-/* Maps a stack (RLIMIT_STACK, 8 MiB when unlimited) and lays out the System V start frame on it:
- * argc, argv, envp, auxv, then the strings. rcOk and the frame's address, or rcOutOfMemory. */
+/* Allocates a stack (KnVmAllocate, lazily committed; RLIMIT_STACK, 8 MiB when unlimited) and lays
+ * out the System V start frame on it: argc, argv, envp, auxv, then the strings. rcOk and the
+ * frame's address, or KnVmAllocate's reason. */
 Retcode kvmm_stub_build_stack(const struct kvmm_stub_start *start, uintptr_t *sp);
 
 /* Names the process, closes every descriptor above 2, resets every signal to its default and

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* src/entity/stub_exec.c — the stub becomes the program: a System V initial stack, default signals, then a jump to the entry point. */
+#include <coresrv/vmm/vmm_api.h>
 #include <elf.h>
+#include <kosvmm/kosvmm.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/auxv.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -35,10 +36,17 @@ static uintptr_t push_string(uintptr_t *top, const char *s)
 Retcode kvmm_stub_build_stack(const struct kvmm_stub_start *st, uintptr_t *sp)
 {
     size_t size = stack_size();
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
-                      -1, 0);
-    if (base == MAP_FAILED)
-        return rcOutOfMemory;
+    /* Lazily committed through the kernel's demand paging: the userfaultfd engine would start a
+     * handler thread, and the program must be the process's only thread (its exit may end just
+     * the calling thread). */
+    kosvmm_lazy_config cfg;
+    kosvmm_get_lazy_config(&cfg);
+    cfg.engine = KOSVMM_ENGINE_KERNEL;
+    if (RC_FAILED(kosvmm_set_lazy_config(&cfg)))
+        return rcFail;
+    void *base = KnVmAllocate(RTL_NULL, size, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | VMM_FLAG_READ | VMM_FLAG_WRITE);
+    if (!base)
+        return kosvmm_last_error();
     uintptr_t top = (uintptr_t)base + size;
 
     /* Strings and the AT_RANDOM bytes at the top, as the kernel puts them. */
