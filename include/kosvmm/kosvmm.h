@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kosvmm/kosvmm.h — host-only additions of kosvmm: last error, statistics. Never part of the SDK headers. */
 #ifndef KOSVMM_KOSVMM_H
 #define KOSVMM_KOSVMM_H
@@ -355,7 +356,7 @@ Retcode kosvmm_channel_server_close(kosvmm_channel_server *server);
 /*
  * Entities (coresrv/entity/entity_api.h). EntityWait's exit code for a process a signal killed
  * (a Linux exit status is 0..255, so the two never meet); KOSVMM_ENTITY_SIGNAL gives the signal.
- * The stub program that becomes each entity is <libexecdir>/kosvmm/kosvmm-entity-stub, or the
+ * The stub program that becomes each entity is <libdir>/kosvmm/kosvmm-entity-stub, or the
  * file the environment variable KOSVMM_ENTITY_STUB names (read at each EntityInitFromSegEx,
  * ignored in set-user-ID and set-group-ID programs).
  */

@@ -21,7 +21,7 @@
 #include "visibility.h"
 
 #ifndef KVMM_ENTITY_STUB_DEFAULT
-#define KVMM_ENTITY_STUB_DEFAULT "/usr/libexec/kosvmm/kosvmm-entity-stub"
+#define KVMM_ENTITY_STUB_DEFAULT "/usr/lib/kosvmm/kosvmm-entity-stub"
 #endif
 
 enum entity_state { E_STOPPED, E_RUNNING, E_EXITED, E_FAILED };

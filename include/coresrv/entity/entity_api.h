@@ -60,7 +60,7 @@ typedef struct Entity Entity;
 
 /*
  * Linux realisation. The new process is a small helper program of kosvmm, the stub
- * (kosvmm-entity-stub, in <libexecdir>/kosvmm; the environment variable KOSVMM_ENTITY_STUB names
+ * (kosvmm-entity-stub, in <libdir>/kosvmm; the environment variable KOSVMM_ENTITY_STUB names
  * another, e.g. in a build tree), started with an empty environment and the caller's standard
  * input, output and error (no other descriptor). The segments' MDL handles travel to it over a
  * kosvmm channel, without the transfer right, and it maps each at its load address with
