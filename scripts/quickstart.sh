@@ -232,6 +232,9 @@ debian_packages() {
                 && meson setup "$work/consumer" examples/pkgconfig_consumer \
                 && ninja -C "$work/consumer" && "$work/consumer/consumer") || rc=1
             /usr/libexec/kosvmm/vmm_tour >/dev/null || { echo "installed vmm_tour failed"; rc=1; }
+            # The SDK's Einit path as installed: the runner finds the stub where libkosvmm0 put it.
+            /usr/libexec/kosvmm/elf_loader /usr/libexec/kosvmm/elf_images >/dev/null \
+                || { echo "installed elf_loader failed"; rc=1; }
         fi
         apt-get purge -y -o DPkg::Lock::Timeout=300 libkosvmm0 libkosvmm-dev kosvmm-tools || rc=1
     fi
