@@ -718,10 +718,16 @@ START_TEST(init_handle_failures)
                                          RTL_NULL, 0), rcOk);
     copy[1].flags = VMM_FLAG_READ | VMM_FLAG_WRITE;
     expect_init_refused(&test_info, RTL_NULL, &s, rcNoCapability);
+    /* A revoked handle: a clone whose origin was revoked (revoking reaches descendants whether or
+     * not it also closes the origin, as KasperskyOS CE 1.3 does). */
+    Handle origin = copy[1].h, clone;
+    ck_assert_uint_eq(KnPmmMdlClone(origin, 0, tu_page(), &clone), rcOk);
+    ck_assert_uint_eq(KnHandleRevoke(origin), rcOk);
+    copy[1].h = clone;
     copy[1].flags = VMM_FLAG_READ;
-    ck_assert_uint_eq(KnHandleRevoke(copy[1].h), rcOk);
     expect_init_refused(&test_info, RTL_NULL, &s, rcHandleRevoked);
-    ck_assert_uint_eq(KnHandleClose(copy[1].h), rcOk);
+    ck_assert_uint_eq(KnHandleClose(clone), rcOk);
+    KnHandleClose(origin); /* already closed where KnHandleRevoke closes */
 
     /* The policy refuses handle transfer. */
     kosvmm_policy pol;
