@@ -891,6 +891,39 @@ START_TEST(run_stub_killed)
     assert_unchanged(was);
 }
 END_TEST
+
+/*
+ * The stub cannot make the program's stack: RLIMIT_AS (inherited) leaves it less address space
+ * than RLIMIT_STACK asks for. EntityRun says rcOutOfMemory, the entity is finished, nothing is
+ * left. Not under a sanitizer, whose shadow memory needs terabytes of address space.
+ */
+START_TEST(run_stack_refused)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return;
+#endif
+    struct snapshot was = snap();
+    struct image im;
+    build(&im, code_exit42, sizeof code_exit42, 0);
+    struct segs s;
+    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    long vm_kb = tu_status_kb("VmSize:");
+    ck_assert_int_gt(vm_kb, 0);
+    struct rlimit stack = {(1ul << 30) - 4096, RLIM_INFINITY}, as;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &as), 0);
+    ck_assert_int_eq(setrlimit(RLIMIT_STACK, &stack), 0);
+    as.rlim_cur = ((rlim_t)vm_kb << 10) + (256ul << 20); /* the host's room; the stub's stack is bigger */
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &as), 0);
+    Entity *e = init(&test_info, &s);
+    ck_assert_msg(e != RTL_NULL, "EntityInitFromSegEx: %s", rtl_retcode_name(kosvmm_last_error()));
+    ck_assert_uint_eq(EntityRun(e), rcOutOfMemory);
+    rtl_uint32_t code;
+    ck_assert_uint_eq(EntityWait(e, 0, &code), rcInvalidOperation);
+    EntityFree(e);
+    ck_assert_uint_eq(KnElfFreeVmSeg(s.segs, s.count), rcOk);
+    assert_unchanged(was);
+}
+END_TEST
 #endif
 
 static Suite *entity_suite(void)
@@ -917,6 +950,7 @@ static Suite *entity_suite(void)
     tcase_add_test(run, host_signals_untouched);
     tcase_add_test(run, states);
     tcase_add_test(run, run_stub_killed);
+    tcase_add_test(run, run_stack_refused);
 #endif
     suite_add_tcase(s, run);
     TCase *fail = tcase_create("init_failures");
