@@ -1,214 +1,302 @@
 /* SPDX-License-Identifier: MIT */
-/* elf_loader.c — an Einit-style loader: an ELF's PT_LOAD segments go into MDL buffers (KnVmSegInitFromBuf) and over a channel to a stub process, which maps them and jumps in. */
-#include <coresrv/handle/handle_api.h>
-#include <coresrv/vmm/vmm_api.h>
+/* elf_loader.c — a test runner on the SDK's Einit path: each ELF image goes through KnElfCreateVmSegEx, EntityInitFromSegEx, EntityRun and EntityWait, and its result is checked. */
+#include <coresrv/elf/elf_api.h>
+#include <coresrv/entity/entity_api.h>
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
-#include <elf.h>
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
-#include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "elf_loader.h"
+#define MAX_EXPECT 256
 
-#define MAX_SEGS 16
+/* What an image should end with: an exit code, or KOSVMM_ENTITY_KILLED(signal). */
+struct expect {
+    char name[NAME_MAX + 1];
+    rtl_uint32_t code;
+};
 
-static void die(const char *what)
+static struct expect expects[MAX_EXPECT];
+static int nexpects;
+static rtl_uint32_t timeout_ms = 10000;
+static int passed, failed;
+
+static void usage(FILE *out)
 {
-    fprintf(stderr, "elf_loader: %s\n", what);
-    exit(1);
+    fprintf(out,
+            "usage: elf_loader [OPTION]... DIR|IMAGE...\n"
+            "Runs each static ELF image as a process through the KasperskyOS SDK calls (KnElfCreateVmSegEx,\n"
+            "EntityInitFromSegEx, EntityRun, EntityWait) and checks how it ends. A directory stands for every\n"
+            "ELF image in it, in name order; its file 'expected' may give results (lines 'NAME RESULT').\n"
+            "RESULT is an exit code (0..255) or a signal name (SIGSEGV); an image without one is expected to exit 0.\n"
+            "\n"
+            "  -s, --stub PATH        the entity stub program (default: $KOSVMM_ENTITY_STUB, else the installed one)\n"
+            "  -e, --expect NAME=RESULT  expected result of image NAME (overrides the directory's file)\n"
+            "  -t, --timeout MS       how long each image may run before it is killed (default 10000)\n"
+            "  -h, --help             this text\n"
+            "\n"
+            "Exit status: 0 when every image ended as expected, 1 when one did not, 2 on a usage error.\n");
 }
 
-static void must(Retcode rc, const char *what)
+static int parse_result(const char *s, rtl_uint32_t *code)
 {
-    if (RC_FAILED(rc)) {
-        fprintf(stderr, "elf_loader: %s failed: " RETCODE_HR_FMT "\n", what, RETCODE_HR_PARAMS(rc));
-        exit(1);
-    }
-}
-
-/* The whole file in memory: segments are copied out of it into their buffers. */
-static unsigned char *read_file(const char *path, size_t *size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0)
-        die("cannot open the ELF file");
-    unsigned char *data = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (data && got < (size_t)st.st_size) {
-        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-        if (n <= 0)
-            die("cannot read the ELF file");
-        got += (size_t)n;
-    }
-    close(fd);
-    if (!data)
-        die("out of memory");
-    *size = got;
-    return data;
-}
-
-/* The checks a loader owes itself before trusting any offset in the file. */
-static const Elf64_Ehdr *check_header(const unsigned char *file, size_t size)
-{
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)file;
-    if (size < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
-        eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_type != ET_EXEC || eh->e_machine != EM_X86_64 ||
-        eh->e_phentsize != sizeof(Elf64_Phdr))
-        die("not a static x86-64 ELF executable");
-    if (eh->e_phoff > size || eh->e_phnum > (size - eh->e_phoff) / sizeof(Elf64_Phdr))
-        die("program headers outside the file");
-    return eh;
-}
-
-/* The NT_GNU_BUILD_ID note, if a PT_NOTE holds one: it goes into every VmSeg. */
-static size_t find_build_id(const unsigned char *file, size_t size, const Elf64_Phdr *ph, int phnum,
-                            const unsigned char **id)
-{
-    for (int i = 0; i < phnum; i++) {
-        if (ph[i].p_type != PT_NOTE || ph[i].p_offset > size || ph[i].p_filesz > size - ph[i].p_offset)
-            continue;
-        const unsigned char *p = file + ph[i].p_offset, *end = p + ph[i].p_filesz;
-        while ((size_t)(end - p) >= sizeof(Elf64_Nhdr)) {
-            const Elf64_Nhdr *n = (const Elf64_Nhdr *)p;
-            size_t name = (n->n_namesz + 3u) & ~3u, desc = (n->n_descsz + 3u) & ~3u;
-            if (name + desc > (size_t)(end - p) - sizeof *n)
-                break;
-            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(p + sizeof *n, "GNU", 4) == 0 &&
-                n->n_descsz <= VMM_SEG_BUILD_ID_MAX) {
-                *id = p + sizeof *n + name;
-                return n->n_descsz;
+    char *end;
+    if (strncmp(s, "SIG", 3) == 0) {
+        for (int sig = 1; sig < NSIG; sig++) {
+            const char *abbrev = sigabbrev_np(sig);
+            if (abbrev && strcmp(abbrev, s + 3) == 0) {
+                *code = KOSVMM_ENTITY_KILLED(sig);
+                return 0;
             }
-            p += sizeof *n + name + desc;
         }
+        return -1;
     }
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0 || v > 255)
+        return -1;
+    *code = (rtl_uint32_t)v;
     return 0;
 }
 
-/*
- * One PT_LOAD becomes one MDL buffer: the page that holds p_vaddr is the load address, the bytes
- * from the file go in at p_vaddr's offset within that page, and the buffer is rounded up to whole
- * pages; what lies past p_filesz stays zero, which is the .bss.
- */
-static void load_segment(const unsigned char *file, size_t size, const Elf64_Phdr *ph, const unsigned char *id,
-                         size_t id_size, VmSeg *seg)
+static int add_expect(const char *name, size_t len, const char *result, int replace)
 {
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-    if (ph->p_offset > size || ph->p_filesz > size - ph->p_offset || ph->p_filesz > ph->p_memsz ||
-        ph->p_vaddr > UINT64_MAX - ph->p_memsz - page)
-        die("PT_LOAD outside the file or the address space");
-    uint64_t start = ph->p_vaddr & ~(page - 1), in_page = ph->p_vaddr - start;
-    uint64_t bytes = (in_page + ph->p_memsz + page - 1) & ~(page - 1);
-    int flags = VMM_FLAG_READ | (ph->p_flags & PF_W ? VMM_FLAG_WRITE : 0) | (ph->p_flags & PF_X ? VMM_FLAG_EXECUTE : 0);
-    must(KnVmSegInitFromBuf(seg, (void *)(uintptr_t)start, in_page, bytes, flags, ph->p_offset, id, id_size,
-                            file + ph->p_offset, ph->p_filesz),
-         "KnVmSegInitFromBuf");
-    fprintf(stderr, "elf_loader: segment %#lx..%#lx %c%c%c  %lu file bytes at buffer offset %#lx\n",
-            (unsigned long)start, (unsigned long)(start + bytes), 'r', flags & VMM_FLAG_WRITE ? 'w' : '-',
-            flags & VMM_FLAG_EXECUTE ? 'x' : '-', (unsigned long)ph->p_filesz, (unsigned long)in_page);
+    rtl_uint32_t code;
+    if (len == 0 || len > NAME_MAX || parse_result(result, &code) != 0)
+        return -1;
+    for (int i = 0; i < nexpects; i++)
+        if (strlen(expects[i].name) == len && memcmp(expects[i].name, name, len) == 0) {
+            if (replace)
+                expects[i].code = code;
+            return 0;
+        }
+    if (nexpects == MAX_EXPECT)
+        return -1;
+    memcpy(expects[nexpects].name, name, len);
+    expects[nexpects].name[len] = '\0';
+    expects[nexpects++].code = code;
+    return 0;
 }
 
-/* The stub defaults to the one built next to this loader. */
-static void default_stub(char *out, size_t n)
+/* The directory's 'expected' file; command-line expectations win over it. */
+static void read_expected(const char *dir)
 {
-    char self[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0)
-        die("cannot find /proc/self/exe");
-    self[len] = '\0';
-    char *slash = strrchr(self, '/');
-    *slash = '\0';
-    if (snprintf(out, n, "%s/elf_stub", self) >= (int)n)
-        die("path too long");
-}
-
-/* fork + exec of the stub, handing it one end of the pair as an inherited descriptor on argv. */
-static pid_t start_stub(const char *stub, kosvmm_channel *theirs)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = kosvmm_channel_fd(theirs);
-        char arg[16];
-        fcntl(fd, F_SETFD, 0); /* the pair is close-on-exec; this one end must survive exec */
-        snprintf(arg, sizeof arg, "%d", fd);
-        execl(stub, stub, arg, (char *)NULL);
-        perror("elf_loader: exec of the stub");
-        _exit(127);
+    char path[PATH_MAX], line[512];
+    snprintf(path, sizeof path, "%s/expected", dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char name[NAME_MAX + 1], result[64];
+        if (line[0] == '#' || sscanf(line, "%255s %63s", name, result) != 2)
+            continue;
+        if (add_expect(name, strlen(name), result, 0) != 0)
+            fprintf(stderr, "elf_loader: %s: bad line: %s", path, line);
     }
-    if (pid < 0)
-        die("fork failed");
-    return pid;
+    fclose(f);
+}
+
+static rtl_uint32_t expected_for(const char *name)
+{
+    for (int i = 0; i < nexpects; i++)
+        if (strcmp(expects[i].name, name) == 0)
+            return expects[i].code;
+    return 0;
+}
+
+static void describe(rtl_uint32_t code, char *out, size_t n)
+{
+    if (KOSVMM_ENTITY_IS_KILLED(code)) {
+        const char *abbrev = sigabbrev_np((int)KOSVMM_ENTITY_SIGNAL(code));
+        snprintf(out, n, "killed by SIG%s", abbrev ? abbrev : "?");
+    } else {
+        snprintf(out, n, "exit %u", (unsigned)code);
+    }
+}
+
+static unsigned char *read_image(const char *path, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    unsigned char *data = NULL;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (data = malloc((size_t)st.st_size + 1))) {
+        size_t got = 0;
+        ssize_t r = 1;
+        while (got < (size_t)st.st_size && (r = read(fd, data + got, (size_t)st.st_size - got)) > 0)
+            got += (size_t)r;
+        *size = got;
+    }
+    if (fd >= 0)
+        close(fd);
+    return data;
+}
+
+static void report(const char *name, const char *result, rtl_uint32_t want, int ok)
+{
+    char expect[64];
+    describe(want, expect, sizeof expect);
+    printf("%-12s %-38s %-20s %s\n", name, result, expect, ok ? "pass" : "FAIL");
+    fflush(stdout);
+    if (ok)
+        passed++;
+    else
+        failed++;
+}
+
+static void report_error(const char *name, const char *what, Retcode rc)
+{
+    char result[96];
+    snprintf(result, sizeof result, "%s: %s", what, rtl_retcode_name(rc));
+    report(name, result, expected_for(name), 0);
+}
+
+/* The SDK's sequence, as an Einit-style program writes it. */
+static void run_image(const char *path, const char *name)
+{
+    size_t size = 0;
+    unsigned char *image = read_image(path, &size);
+    if (!image) {
+        report_error(name, "cannot read", rcResourceNotFound);
+        return;
+    }
+    rtl_uintptr_t entry;
+    VmSeg *segs;
+    rtl_size_t segsCount, symSize, strSize, hdrSize;
+    rtl_uint32_t symIndex, strIndex;
+    void *hdrData;
+    Retcode rc = KnElfCreateVmSegEx(image, size, &entry, &segs, &segsCount, &symIndex, &symSize, &strIndex,
+                                    &strSize, &hdrData, &hdrSize);
+    free(image); /* the segments hold their own copy */
+    if (RC_FAILED(rc)) {
+        report_error(name, "KnElfCreateVmSegEx", rc);
+        return;
+    }
+    EntityInfo info = {.eiid = "elf_loader.Test"};
+    Entity *entity = EntityInitFromSegEx(&info, name, RTL_NULL, segsCount, entry, segs, symIndex, symSize,
+                                         strIndex, strSize, hdrData, hdrSize);
+    KnElfFreeVmSeg(segs, segsCount); /* the new process holds its own handles */
+    if (!entity) {
+        report_error(name, "EntityInitFromSegEx", kosvmm_last_error());
+        return;
+    }
+    rtl_uint32_t code = 0;
+    if (RC_FAILED(rc = EntityRun(entity))) {
+        report_error(name, "EntityRun", rc);
+    } else if ((rc = EntityWait(entity, timeout_ms, &code)) == rcTimeout) {
+        char result[64];
+        snprintf(result, sizeof result, "timeout after %u ms", (unsigned)timeout_ms);
+        report(name, result, expected_for(name), 0); /* EntityFree kills it */
+    } else if (RC_FAILED(rc)) {
+        report_error(name, "EntityWait", rc);
+    } else {
+        char result[64];
+        describe(code, result, sizeof result);
+        report(name, result, expected_for(name), code == expected_for(name));
+    }
+    EntityFree(entity);
+}
+
+static int is_elf(const char *path)
+{
+    unsigned char magic[4];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, magic, sizeof magic) : -1;
+    if (fd >= 0)
+        close(fd);
+    return n == 4 && memcmp(magic, "\177ELF", 4) == 0;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int run_dir(const char *dir)
+{
+    struct dirent **list;
+    int n = scandir(dir, &list, NULL, by_name);
+    if (n < 0) {
+        fprintf(stderr, "elf_loader: %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    read_expected(dir);
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, list[i]->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && is_elf(path))
+            run_image(path, list[i]->d_name);
+        free(list[i]);
+    }
+    free(list);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    char stub[PATH_MAX];
-    if (argc == 4 && strcmp(argv[1], "--stub") == 0) {
-        snprintf(stub, sizeof stub, "%s", argv[2]);
-        argv += 2;
-    } else if (argc == 2) {
-        default_stub(stub, sizeof stub);
-    } else {
-        fprintf(stderr, "usage: elf_loader [--stub STUB] ELF\n");
+    static const struct option options[] = {
+        {"stub", required_argument, NULL, 's'},    {"expect", required_argument, NULL, 'e'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "s:e:t:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            setenv("KOSVMM_ENTITY_STUB", optarg, 1);
+            break;
+        case 'e': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || add_expect(optarg, (size_t)(eq - optarg), eq + 1, 1) != 0) {
+                fprintf(stderr, "elf_loader: --expect wants NAME=CODE or NAME=SIGNAME, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 't': {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v >= INFINITE_TIMEOUT) {
+                fprintf(stderr, "elf_loader: bad --timeout '%s'\n", optarg);
+                return 2;
+            }
+            timeout_ms = (rtl_uint32_t)v;
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind == argc) {
+        usage(stderr);
         return 2;
     }
-
-    size_t size;
-    unsigned char *file = read_file(argv[1], &size);
-    const Elf64_Ehdr *eh = check_header(file, size);
-    const Elf64_Phdr *ph = (const Elf64_Phdr *)(file + eh->e_phoff);
-    const unsigned char *id = NULL;
-    size_t id_size = find_build_id(file, size, ph, eh->e_phnum, &id);
-
-    VmSeg segs[MAX_SEGS];
-    int nsegs = 0;
-    uint64_t prev_end = 0;
-    for (int i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_LOAD || ph[i].p_memsz == 0)
-            continue;
-        if (nsegs == MAX_SEGS)
-            die("too many PT_LOAD segments");
-        load_segment(file, size, &ph[i], id, id_size, &segs[nsegs]);
-        /* PT_LOADs come sorted by address; two sharing a page could not be separate buffers. */
-        if ((uintptr_t)segs[nsegs].loadAddr < prev_end)
-            die("PT_LOAD segments share a page");
-        prev_end = (uintptr_t)segs[nsegs].loadAddr + segs[nsegs].size;
-        nsegs++;
+    printf("%-12s %-38s %-20s %s\n", "IMAGE", "RESULT", "EXPECTED", "VERDICT");
+    for (int i = optind; i < argc; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) != 0) {
+            fprintf(stderr, "elf_loader: %s: %s\n", argv[i], strerror(errno));
+            failed++;
+        } else if (S_ISDIR(st.st_mode)) {
+            if (run_dir(argv[i]) != 0)
+                failed++;
+        } else {
+            const char *slash = strrchr(argv[i], '/');
+            run_image(argv[i], slash ? slash + 1 : argv[i]);
+        }
     }
-
-    kosvmm_channel *mine, *theirs;
-    must(kosvmm_channel_pair(&mine, &theirs), "kosvmm_channel_pair");
-    pid_t child = start_stub(stub, theirs);
-    must(kosvmm_channel_close(theirs), "kosvmm_channel_close");
-
-    /* Each segment: its handle (no transfer right for the stub) and its VmSeg as the payload. */
-    for (int i = 0; i < nsegs; i++) {
-        must(kosvmm_channel_send_handle(mine, segs[i].h, segs[i].flags, &segs[i], sizeof segs[i]),
-             "kosvmm_channel_send_handle");
-        must(KnHandleClose(segs[i].h), "KnHandleClose"); /* the stub holds its own handle now */
-    }
-    struct elf_start start = {.entry = eh->e_entry, .segments = (uint32_t)nsegs};
-    must(kosvmm_channel_send(mine, &start, sizeof start), "kosvmm_channel_send");
-    fprintf(stderr, "elf_loader: sent %d segments and entry %#lx to stub pid %d\n", nsegs,
-            (unsigned long)eh->e_entry, (int)child);
-    kosvmm_channel_close(mine);
-    free(file);
-
-    int status;
-    if (waitpid(child, &status, 0) != child)
-        die("waitpid failed");
-    if (!WIFEXITED(status)) {
-        fprintf(stderr, "elf_loader: program killed by signal %d\n", WTERMSIG(status));
-        return 128 + WTERMSIG(status);
-    }
-    fprintf(stderr, "elf_loader: program exited with status %d\n", WEXITSTATUS(status));
-    return WEXITSTATUS(status); /* like exec: the loaded program's status is the loader's */
+    printf("%d image(s): %d passed, %d failed\n", passed + failed, passed, failed);
+    return failed ? 1 : 0;
 }

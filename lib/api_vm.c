@@ -127,6 +127,11 @@ KVMM_PUBLIC void *KnVmAllocate(void *addr, rtl_size_t size, int flags)
     return last_error == rcOk ? (void *)base : RTL_NULL;
 }
 
+void kvmm_set_last_error(Retcode rc)
+{
+    last_error = rc;
+}
+
 KVMM_PUBLIC Retcode kosvmm_last_error(void)
 {
     return last_error;

@@ -39,4 +39,8 @@
  */
 Retcode kvmm_retcode(int neg_errno);
 
+/* Sets what kosvmm_last_error() reports to the calling thread: for the calls that return a
+ * pointer (KnVmAllocate, EntityInitFromSegEx), set on success (rcOk) and on failure. */
+void kvmm_set_last_error(Retcode rc);
+
 #endif

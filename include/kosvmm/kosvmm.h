@@ -12,8 +12,8 @@ extern "C" {
 #endif
 
 /*
- * Why the last KnVmAllocate of the calling thread returned RTL_NULL (rcOk after a success).
- * Thread-local, so it behaves like errno.
+ * Why the last KnVmAllocate or EntityInitFromSegEx of the calling thread returned RTL_NULL (rcOk
+ * after a success). Thread-local, so it behaves like errno.
  */
 Retcode kosvmm_last_error(void);
 
@@ -406,6 +406,17 @@ Retcode kosvmm_channel_server_close(kosvmm_channel_server *server);
  * description, so the kernel refuses writable mappings of it (EXECUTE is enforced by kosvmm only:
  * Linux lets any readable memfd be mapped executable).
  */
+/*
+ * Entities (coresrv/entity/entity_api.h). EntityWait's exit code for a process a signal killed
+ * (a Linux exit status is 0..255, so the two never meet); KOSVMM_ENTITY_SIGNAL gives the signal.
+ * The stub program that becomes each entity is <libdir>/kosvmm/kosvmm-entity-stub, or the
+ * file the environment variable KOSVMM_ENTITY_STUB names (read at each EntityInitFromSegEx,
+ * ignored in set-user-ID and set-group-ID programs).
+ */
+#define KOSVMM_ENTITY_KILLED(sig)    (0x100u | (rtl_uint32_t)(sig))
+#define KOSVMM_ENTITY_IS_KILLED(c)   (((c) & 0x100u) != 0)
+#define KOSVMM_ENTITY_SIGNAL(c)      ((c) & 0xffu)
+
 #define KOSVMM_RIGHT_READ      0x001u  /* = VMM_FLAG_READ: may be mapped readable */
 #define KOSVMM_RIGHT_WRITE     0x002u  /* = VMM_FLAG_WRITE: may be mapped writable */
 #define KOSVMM_RIGHT_EXECUTE   0x004u  /* = VMM_FLAG_EXECUTE: may be mapped executable */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* hello_elf.c — a freestanding static program (no libc, raw syscalls) that examples/elf_loader.c loads from MDL segments. */
+/* hello.c — a freestanding static program (no libc, raw syscalls): prints a line and exits 42 once its .data and .bss are as linked. */
 
 /* The loader must copy .data from the file and leave .bss zero; both are checked before printing. */
 static volatile long data_word = 0x5eed;
@@ -24,10 +24,9 @@ __attribute__((noreturn)) void hello_main(void)
         code = 4;
     raw_syscall3(1 /* write */, 1, (long)line, sizeof line - 1);
     for (;;)
-        raw_syscall3(60 /* exit */, code, 0, 0);
+        raw_syscall3(231 /* exit_group: the whole process, whatever threads it has */, code, 0, 0);
 }
 
-/* Entered either by the kernel (stack 16-byte aligned, no return address) or called by the stub:
- * realign so hello_main sees the ABI's stack either way. */
+/* The System V start: the stack pointer at argc, 16-byte aligned, no return address. */
 __asm__(".text\n.globl _start\n.type _start,@function\n_start:\n"
         "  xor %ebp, %ebp\n  and $-16, %rsp\n  call hello_main\n  hlt\n");
