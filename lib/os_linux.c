@@ -35,10 +35,15 @@ size_t kvmm_os_page_size(void)
     return p;
 }
 
-int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out)
+static void *map_reserved(uintptr_t fixed, size_t len)
 {
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (fixed ? MAP_FIXED_NOREPLACE : 0);
-    void *p = mmap((void *)fixed, len, PROT_NONE, flags, -1, 0);
+    return mmap((void *)fixed, len, PROT_NONE, flags, -1, 0);
+}
+
+int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out)
+{
+    void *p = map_reserved(fixed, len);
     if (p == MAP_FAILED)
         return -errno;
     if (fixed && (uintptr_t)p != fixed) {
@@ -52,15 +57,17 @@ int kvmm_os_reserve(uintptr_t fixed, size_t len, uintptr_t *out)
 
 int kvmm_os_reserve_aligned(size_t len, size_t align, size_t offset, uintptr_t *out)
 {
-    uintptr_t raw;
     size_t total;
     /* No address space holds len + align bytes when that sum wraps: without this check a wrapped,
      * small total would be mapped and a region ending below its base recorded. */
     if (__builtin_add_overflow(len, align, &total))
         return -ENOMEM;
-    int rc = kvmm_os_reserve(0, total, &raw);
-    if (rc)
-        return rc;
+    /* The mapping is taken here rather than through kvmm_os_reserve: its address then exists on every
+     * path that reads it (GCC cannot prove -errno non-zero, so an out-parameter looks maybe unset). */
+    void *p = map_reserved(0, total);
+    if (p == MAP_FAILED)
+        return -errno;
+    uintptr_t raw = (uintptr_t)p;
     uintptr_t start = ((raw + offset + align - 1) & ~(uintptr_t)(align - 1)) - offset;
     if (start > raw)
         munmap((void *)raw, start - raw);
