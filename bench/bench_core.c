@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_core.c — kosvmm-bench-core: core VMM calls against the equivalent raw Linux calls, interleaved in one run. */
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_lazy.c — kosvmm-bench-lazy: first-touch cost of lazy KnVmAllocate memory (kernel and userfaultfd engines) against native demand paging, THP and populate, interleaved in one run. */
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/bench_util.c — what both benchmarks share: clock, medians, formatting, /proc readers, fatal errors. */
 #include "bench_util.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench/bench_util.h — what both benchmarks share: clock, medians, formatting, /proc readers, fatal errors. */
 #ifndef KOSVMM_BENCH_UTIL_H
 #define KOSVMM_BENCH_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* elf_loader.c — an Einit-style loader: an ELF's PT_LOAD segments go into MDL buffers (KnVmSegInitFromBuf) and over a channel to a stub process, which maps them and jumps in. */
 #include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>

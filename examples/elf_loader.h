@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* elf_loader.h — the loader-to-stub protocol of the Einit-style example: what follows the segment messages. */
 #ifndef KOSVMM_EXAMPLE_ELF_LOADER_H
 #define KOSVMM_EXAMPLE_ELF_LOADER_H

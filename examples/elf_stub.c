@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* elf_stub.c — the new process of the Einit-style example: receives MDL segments over an inherited channel, maps each at its load address, jumps to the entry point. */
 #include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>

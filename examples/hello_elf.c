@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello_elf.c — a freestanding static program (no libc, raw syscalls) that examples/elf_loader.c loads from MDL segments. */
 
 /* The loader must copy .data from the file and leave .bss zero; both are checked before printing. */

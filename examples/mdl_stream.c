@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mdl_stream.c — two processes stream data through an MDL ring buffer: the producer sends the consumer a read-only handle over a channel; throughput and handle round trips against memcpy and raw SCM_RIGHTS. */
 #include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>

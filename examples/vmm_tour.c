@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmm_tour.c — a guided walk through one region's life: reserve, commit, write, protect, decommit, reset, unmap. */
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/api_handle.c — the handle_api.h entry points over the handle table. */
 #include <coresrv/handle/handle_api.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/api_vm.c — the vmm_api.h entry points: validate, lock, transition, translate errno to Retcode once. */
 #include <coresrv/vmm/vmm_api.h>
 #include <errno.h>

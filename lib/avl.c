@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/avl.c — intrusive AVL tree keyed by address: the O(log n) index behind regions and spans. */
 #include "avl.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/avl.h — intrusive AVL tree keyed by address: the O(log n) index behind regions and spans. */
 #ifndef KVMM_AVL_H
 #define KVMM_AVL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/errors.c — the one place negative errno becomes a Retcode, and Retcode names for printing. */
 #include "errors.h"
 

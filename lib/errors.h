@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/errors.h — the one place negative errno becomes a Retcode, at the API boundary. */
 #ifndef KVMM_ERRORS_H
 #define KVMM_ERRORS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/fork.c — keeps kosvmm usable in a forked child: no lock is held across fork(). */
 #include <pthread.h>
 

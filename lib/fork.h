@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/fork.h — keeps kosvmm usable in a forked child: no lock is held across fork(). */
 #ifndef KVMM_FORK_H
 #define KVMM_FORK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/handle_table.c — the process's handle table: generation-checked slots with rights and revocation. */
 #include "handle_table.h"
 

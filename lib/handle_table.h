@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/handle_table.h — the process's handle table: generation-checked slots with rights and revocation. */
 #ifndef KVMM_HANDLE_TABLE_H
 #define KVMM_HANDLE_TABLE_H

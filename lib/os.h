@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/os.h — the thin Linux primitive layer under the region map: one kernel mechanism per call. */
 #ifndef KVMM_OS_H
 #define KVMM_OS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/os_linux.c — the thin Linux primitive layer under the region map: one kernel mechanism per call. */
 #include "os.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/policy.c — the process's security policy: denied methods, W^X, exact quota charges and the audit line. */
 #include "policy.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/policy.h — the process's security policy: denied methods, W^X and quotas, checked at the API boundary. */
 #ifndef KVMM_POLICY_H
 #define KVMM_POLICY_H

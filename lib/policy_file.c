@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/policy_file.c — reads a policy file (`key = value` lines) into a kosvmm_policy, with a reason for every refusal. */
 #include <ctype.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/region_map.c — the process's regions (an AVL tree by base) and each region's spans of uniform pages. */
 #include "region_map.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/region_map.h — the process's regions (an AVL tree by base) and each region's spans of uniform pages. */
 #ifndef KVMM_REGION_MAP_H
 #define KVMM_REGION_MAP_H

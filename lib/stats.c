@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/stats.c — process-wide counters behind kosvmm_get_stats. */
 #include "stats.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/stats.h — process-wide counters behind kosvmm_get_stats, updated where the state changes. */
 #ifndef KVMM_STATS_H
 #define KVMM_STATS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/transition.c — moves a page range of a region between states: the kernel change, then its record. */
 #include "transition.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lib/transition.h — moves a page range of a region between states: the kernel change, then its record. */
 #ifndef KVMM_TRANSITION_H
 #define KVMM_TRANSITION_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # scripts/quickstart.sh — install what is missing, build and run kosvmm: `quickstart.sh demo` or `quickstart.sh test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -154,6 +155,16 @@ run_tsan() {
         run_meson_suite "meson test (build-tsan/)" build-tsan --suite unit --no-suite no-tsan
 }
 
+# The SDK-path headers must sit under <includedir>/kosvmm/sdk/: nothing but kosvmm/ may appear in the
+# include directory itself (rtl/, vmm/, handle/ are generic names another package may own).
+headers_contained() {  # headers_contained INCLUDEDIR
+    local stray
+    [ -f "$1/kosvmm/kosvmm.h" ] && [ -f "$1/kosvmm/sdk/coresrv/vmm/vmm_api.h" ] \
+        || { echo "headers missing under $1/kosvmm/"; return 1; }
+    stray=$(find "$1" -mindepth 1 -maxdepth 1 ! -name kosvmm)
+    [ -z "$stray" ] || { echo "installed beside $1/kosvmm/:"; echo "$stray"; return 1; }
+}
+
 # Installs into a staging dir and builds an outside project against the staged kosvmm.pc, as a user would.
 pkgconfig_consumer() {
     local stage=$ROOT/build/pc-stage cbuild=$ROOT/build/pc-consumer pcfile pcdir libdir
@@ -162,6 +173,7 @@ pkgconfig_consumer() {
     pcfile=$(find "$stage" -name kosvmm.pc -print -quit)
     [ -n "$pcfile" ] || { echo "no kosvmm.pc installed"; return 1; }
     pcdir=$(dirname "$pcfile") libdir=$(dirname "$pcdir")
+    headers_contained "$stage$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=includedir kosvmm)" || return 1
     # The sysroot makes pkg-config prefix every -I/-L with the staging dir, so the .pc is used unmodified.
     PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage pkg-config --cflags --libs kosvmm || return 1
     PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage meson setup "$cbuild" examples/pkgconfig_consumer \
@@ -221,6 +233,65 @@ dist_tarball() {
     rm -rf "$tmp"
 }
 
+# Copies the source tree as git sees it (tracked and new files, nothing ignored such as build dirs) into DEST.
+copy_tree() {  # copy_tree DEST
+    mkdir -p "$1"
+    git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do
+        [ -e "$f" ] && printf '%s\0' "$f"   # a tracked file deleted in the work tree is left out
+    done | tar --null -T - -cf - | tar -xf - -C "$1"
+}
+
+# The library alone, without Check anywhere in sight (scripts/build_library_only.sh hides it), then
+# its exported ABI against the committed baseline (docs/ABI.md): added functions pass, breaks fail.
+library_only() {
+    scripts/build_library_only.sh build-lib
+}
+abi_check() {
+    (PACKAGES=(abigail-tools); ensure_packages) || return 1
+    scripts/check_abi.sh build-lib
+}
+
+# Builds the Debian packages from a copy of the tree: dpkg-buildpackage writes into the parent of the
+# source directory, and CI's checkout sits in a folder whose parent is not ours, so the copy and every
+# result live in a temporary directory and the checkout stays clean. nocheck: the suites already ran
+# above, in three builds. Then lintian (errors fail), and as root: install the three packages, build
+# examples/pkgconfig_consumer against the installed libkosvmm-dev, run it and an installed demo,
+# and purge the packages again, whatever happened.
+debian_packages() {
+    (PACKAGES=(debhelper dpkg-dev lintian scdoc pkgconf); ensure_packages) || return 1
+    local work rc=0 version
+    work=$(mktemp -d)
+    version=$(dpkg-parsechangelog -S Version)
+    copy_tree "$work/kosvmm-$version" || { rm -rf "$work"; return 1; }
+    if ! (cd "$work/kosvmm-$version" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
+            dpkg-buildpackage -us -uc -b -Pnocheck) >"$work/build.log" 2>&1; then
+        tail -n 60 "$work/build.log"; rm -rf "$work"; return 1
+    fi
+    ls "$work"/*.deb
+    lintian --fail-on error "$work"/*.changes || rc=1
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "note: not root, so the packages are built and checked but not installed"
+    elif [ "$rc" -eq 0 ]; then
+        apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 \
+            "$work/libkosvmm0_${version}_"*.deb "$work/libkosvmm-dev_${version}_"*.deb \
+            "$work/kosvmm-tools_${version}_"*.deb || rc=1
+        if [ "$rc" -eq 0 ]; then
+            # Only include/kosvmm/ may be shipped below /usr/include (the SDK paths sit in kosvmm/sdk/).
+            if dpkg -L libkosvmm-dev | grep '^/usr/include/.' | grep -v '^/usr/include/kosvmm\(/\|$\)'; then
+                echo "libkosvmm-dev ships headers outside /usr/include/kosvmm/"; rc=1
+            fi
+            (unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+             pkg-config --cflags --libs kosvmm \
+                && meson setup "$work/consumer" examples/pkgconfig_consumer \
+                && ninja -C "$work/consumer" && "$work/consumer/consumer") || rc=1
+            /usr/libexec/kosvmm/vmm_tour >/dev/null || { echo "installed vmm_tour failed"; rc=1; }
+        fi
+        apt-get purge -y -o DPkg::Lock::Timeout=300 libkosvmm0 libkosvmm-dev kosvmm-tools || rc=1
+    fi
+    rm -rf "$work"
+    return "$rc"
+}
+
 demo() {
     ensure_packages
     log "configure and build (build/, debugoptimized: -O2 -g)"
@@ -261,6 +332,7 @@ test_all() {
     local start=$SECONDS
     ensure_packages
 
+    run_step "SPDX lines" scripts/check_spdx.sh
     run_step "build (build/)" build build $WERROR
     run_meson_suite "meson test (build/)" build
 
@@ -285,6 +357,9 @@ test_all() {
     run_step "build (build-clang/)" build_clang
     run_step "subproject parent" subproject_parent
     run_step "dist tarball builds" dist_tarball
+    run_step "library-only build (build-lib/)" library_only
+    run_step "ABI (abidiff, abi/libkosvmm.abi)" abi_check
+    run_step "Debian packages" debian_packages
 
     log "summary ($((SECONDS - start)) s)"
     printf '%s\n' "${summary[@]}"

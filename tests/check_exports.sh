@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # tests/check_exports.sh — fails if the shared library exports anything but the names in the version script.
 set -eu
 lib=$1 map=$2

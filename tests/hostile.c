@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/hostile.c — runs a program in a hostile environment (userfaultfd and/or io_uring blocked by seccomp), as container runtimes may. */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_avl.c — the intrusive AVL tree behind the region map: order, balance, floor/above, removal. */
 #include <stdlib.h>
 

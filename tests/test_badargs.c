@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_badargs.c — table-driven bad-argument matrix over every public call: exact Retcode, and nothing changed. */
 #include "testutil.h"
 

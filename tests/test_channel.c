@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_channel.c — channels: pair and named connect, payloads, handle transfer and narrowing, forged messages, io_uring server, no fd leaks. */
 #include "testutil.h"
 

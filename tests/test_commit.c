@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_commit.c — commit modes (full/lazy), KnVmCommit, partial commits, read-only full pages, pinning. */
 #include <check.h>
 #include <linux/capability.h>

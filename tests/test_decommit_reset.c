@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_decommit_reset.c — KnVmDecommit and KnVmReset: memory freed, states, zeroing, protection, partial ranges. */
 #include <check.h>
 #include <signal.h>

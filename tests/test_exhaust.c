@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_exhaust.c — resource exhaustion of MDL buffers and handle transfer: RLIMIT_NOFILE, descriptors in flight, vm.max_map_count, RLIMIT_AS, RLIMIT_MEMLOCK with partial room. */
 #include "testutil.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_guards.c — LOW_GUARD / HIGH_GUARD pages: faults, Query, residency, range checks, removal with the region. */
 #include <check.h>
 #include <signal.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_handles.c — the handle table: generation checks, forged/closed/revoked values, object lifetime. */
 #include <coresrv/handle/handle_api.h>
 #include <errno.h>

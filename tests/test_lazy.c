@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_lazy.c — lazy commit through the userfaultfd engine (and its kernel fallback): same semantics, fault-around, races, fork, exit. */
 #include <coresrv/vmm/vmm_api.h>
 #include <errno.h>

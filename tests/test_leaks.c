@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_leaks.c — long create/map/transfer/close cycles leave descriptors, mappings, resident memory and kosvmm's counters at their baseline. */
 #include "testutil.h"
 

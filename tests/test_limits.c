@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_limits.c — kernel limits: vm.max_map_count exhaustion, RLIMIT_MEMLOCK (unpinned full commits), RLIMIT_AS. */
 #include "testutil.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_mdl.c — MDL buffers: create/map/clone/size, CreateFromVm, rights enforced by the kernel, revocation across processes, fd and memory lifetime. */
 #include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_model.c — model-based fuzzing with fixed seeds: random call sequences checked step by step against tests/fuzz/model.c. */
 #include "testutil.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_peers.c — peers killed at random points: the survivor's buffers, handles, mappings and descriptors stay intact, whichever side dies. */
 #include "testutil.h"
 

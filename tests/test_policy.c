@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_policy.c — the process policy: quotas (exact, also under threads), W^X, denied methods, audit lines, policy files and KOSVMM_POLICY. */
 #include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_protect.c — KnVmProtect: transitions, faults, close/re-open, reserved pages, RX, rejected flags. */
 #include <check.h>
 #include <signal.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_query.c — KnVmQuery: free addresses, region/page bases, run sizes, flags echo, attributes, bad args. */
 #include <check.h>
 #include <signal.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_region_map.c — random public calls on a few regions; after each, spans and kernel agree page by page. */
 #include <coresrv/vmm/vmm_api.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_reserve.c — KnVmAllocate reservations: PROT_NONE, fixed addresses, overlaps, 1 TiB, flags, stats. */
 #include <check.h>
 #include <signal.h>

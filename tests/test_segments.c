@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_segments.c — KnVmSegInitFromBuf / KnVmSegInitFromVm (contents, rights, every bad input) and the Einit-style loader end to end. */
 #include "testutil.h"
 

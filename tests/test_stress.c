@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_stress.c — many threads for a bounded time mixing every public call against a model: no lost write, no deadlock, documented Retcodes, stats and fds back to baseline. */
 #include "testutil.h"
 

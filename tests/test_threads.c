@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_threads.c — concurrency: private loops, disjoint and overlapping ranges of one region, 100 000 regions. */
 #include "testutil.h"
 

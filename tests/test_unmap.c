@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/test_unmap.c — KnVmUnmap: whole-region frees, front/middle/end splits, pieces stay usable, bad ranges change nothing. */
 #include "testutil.h"
 

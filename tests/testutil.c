@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/testutil.c — helpers shared by the Check suites: residency (mincore), /proc/self/maps, the runner. */
 #include "testutil.h"
 

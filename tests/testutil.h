@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/testutil.h — helpers shared by the Check suites: residency (mincore), /proc/self/maps, the runner. */
 #ifndef KOSVMM_TESTUTIL_H
 #define KOSVMM_TESTUTIL_H

@@ -1,4 +1,6 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c — the smallest program against an installed kosvmm: uses only the SDK header paths, exits 0 on success. */
+/* The SDK headers are installed under <includedir>/kosvmm/sdk/; kosvmm.pc's Cflags make the includes below work unchanged. */
 #include <coresrv/vmm/vmm_api.h>
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>

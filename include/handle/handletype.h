@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* handle/handletype.h — the Handle type of KasperskyOS and its invalid value. */
 #ifndef KOSVMM_HANDLE_HANDLETYPE_H
 #define KOSVMM_HANDLE_HANDLETYPE_H

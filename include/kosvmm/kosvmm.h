@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kosvmm/kosvmm.h — host-only additions of kosvmm: last error, statistics. Never part of the SDK headers. */
 #ifndef KOSVMM_KOSVMM_H
 #define KOSVMM_KOSVMM_H

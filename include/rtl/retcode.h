@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rtl/retcode.h — the Retcode type and the SDK's return-code names used by the VMM and handle APIs. */
 #ifndef KOSVMM_RTL_RETCODE_H
 #define KOSVMM_RTL_RETCODE_H

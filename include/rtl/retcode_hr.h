@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rtl/retcode_hr.h — human-readable printing of a Retcode: printf("..." RETCODE_HR_FMT, RETCODE_HR_PARAMS(rc)). */
 #ifndef KOSVMM_RTL_RETCODE_HR_H
 #define KOSVMM_RTL_RETCODE_HR_H

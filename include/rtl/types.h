@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rtl/types.h — KasperskyOS runtime-library basic types (rtl_size_t, rtl_uint32_t, RTL_NULL, ...). */
 #ifndef KOSVMM_RTL_TYPES_H
 #define KOSVMM_RTL_TYPES_H

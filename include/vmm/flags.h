@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vmm/flags.h — VMM_FLAG_* allocation, protection, cache and layout flags of the KasperskyOS VMM. */
 #ifndef KOSVMM_VMM_FLAGS_H
 #define KOSVMM_VMM_FLAGS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/channel.c — channels: socketpair / abstract-name connect, handle and payload messages, peer credentials. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/channel_impl.h — what the blocking channel code and the io_uring server share. */
 #ifndef KVMM_CHANNEL_IMPL_H
 #define KVMM_CHANNEL_IMPL_H

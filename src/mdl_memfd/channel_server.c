@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/channel_server.c — a channel server: blocking accept, or one io_uring accepting and receiving from every peer. */
 #include <errno.h>
 #include <liburing.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/channel_wire.c — one channel message as one SEQPACKET datagram: send, receive, validate, never leak an fd. */
 #include "channel_wire.h"
 

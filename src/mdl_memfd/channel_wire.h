@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/channel_wire.h — the channel's wire format and its raw send/receive on a SOCK_SEQPACKET socket. */
 #ifndef KVMM_CHANNEL_WIRE_H
 #define KVMM_CHANNEL_WIRE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl.h — MDL buffers on memfd: the internal interface between buffers/handles and their transfer. */
 #ifndef KVMM_MDL_H
 #define KVMM_MDL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl_api.c — the KnPmmMdl* entry points except CreateFromVm: create, size, map, clone. */
 #include <coresrv/vmm/vmm_api.h>
 #include <errno.h>

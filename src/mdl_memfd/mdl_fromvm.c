@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl_fromvm.c — KnPmmMdlCreateFromVm: committed memory becomes an MDL buffer in place. */
 #include <coresrv/vmm/vmm_api.h>
 #include <errno.h>

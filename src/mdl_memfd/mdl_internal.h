@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl_internal.h — what the mdl_*.c files share: the handle object, revocation words, memfd helpers. */
 #ifndef KVMM_MDL_INTERNAL_H
 #define KVMM_MDL_INTERNAL_H

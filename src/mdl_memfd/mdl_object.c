@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl_object.c — MDL handle objects: the memfd behind them, their lifetime, lookups with revocation. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl_quota.c — which MDL buffers this process holds, so the MDL quotas count each buffer once. */
 #include <errno.h>
 #include <pthread.h>

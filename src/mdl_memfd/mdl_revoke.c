@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl_revoke.c — revocation words: shared memfd pages that carry a revocation to every derived handle. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/mdl_transfer.c — describing an MDL handle for another process and turning such a description into a handle. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/mdl_memfd/segment.c — KnVmSegInitFromVm / KnVmSegInitFromBuf: an ELF image segment in an MDL buffer, described by a VmSeg. */
 #include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/config.c — the lazy-commit configuration: defaults, environment overrides, kosvmm_*_lazy_config. */
 #include <errno.h>
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/engine.c — the userfaultfd engine's life: probe, start, register regions, fork, stop. */
 #include <errno.h>
 #include <fcntl.h>

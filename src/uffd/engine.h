@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/engine.h — shared state of the userfaultfd engine's files (handler thread side). */
 #ifndef KVMM_UFFD_ENGINE_H
 #define KVMM_UFFD_ENGINE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/fill.c — filling missing pages through userfaultfd, with the kernel's partial-copy rules. */
 #include <errno.h>
 #include <linux/userfaultfd.h>

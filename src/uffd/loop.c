@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/loop.c — the handler thread's event loop: io_uring over the userfaultfd and a control eventfd, or poll(2). */
 #include <errno.h>
 #include <liburing.h>

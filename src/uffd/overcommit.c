@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/overcommit.c — what a lazy page fault gets when no memory can back it: a message naming it, and SIGBUS. */
 #include <signal.h>
 #include <stdio.h>

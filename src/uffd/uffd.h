@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/uffd.h — the userfaultfd lazy-commit engine: what the region map asks of it. */
 #ifndef KVMM_UFFD_H
 #define KVMM_UFFD_H

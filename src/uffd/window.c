@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* src/uffd/window.c — fault-around policy: which pages a fault fills, streams, background fill, demotion. */
 #include <errno.h>
 #include <linux/userfaultfd.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/fuzz/driver.c — decodes operations from bytes or a PRNG, applies each to kosvmm and the model, checks they agree. */
 #include "driver.h"
 #include "model.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/fuzz/driver.h — model-based fuzz driver: random kosvmm calls applied to the library and the model, then compared. */
 #ifndef KOSVMM_FUZZ_DRIVER_H
 #define KOSVMM_FUZZ_DRIVER_H

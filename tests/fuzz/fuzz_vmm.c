@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/fuzz/fuzz_vmm.c — libFuzzer entry: each input is a sequence of kosvmm operations checked against the model. */
 #include "driver.h"
 

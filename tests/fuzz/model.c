@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/fuzz/model.c — the reference model: regions, page states, expected contents, MDL buffers and handles. */
 #include "model.h"
 

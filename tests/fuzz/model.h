@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tests/fuzz/model.h — reference model of kosvmm's pages, regions, MDL buffers and handles for the model-based fuzzer. */
 #ifndef KOSVMM_FUZZ_MODEL_H
 #define KOSVMM_FUZZ_MODEL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* coresrv/handle/handle_api.h — closing and revoking handles (KasperskyOS handle API subset). */
 #ifndef KOSVMM_CORESRV_HANDLE_HANDLE_API_H
 #define KOSVMM_CORESRV_HANDLE_HANDLE_API_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* coresrv/vmm/vmm_api.h — the KasperskyOS virtual-memory API (reserve, commit, protect, query, free) on Linux. */
 #ifndef KOSVMM_CORESRV_VMM_VMM_API_H
 #define KOSVMM_CORESRV_VMM_VMM_API_H

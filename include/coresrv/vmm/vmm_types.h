@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* coresrv/vmm/vmm_types.h — types of the VMM API: the page-information record filled by KnVmQuery. */
 #ifndef KOSVMM_CORESRV_VMM_VMM_TYPES_H
 #define KOSVMM_CORESRV_VMM_VMM_TYPES_H
