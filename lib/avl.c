@@ -189,29 +189,38 @@ struct kvmm_avl_node *kvmm_avl_prev(const struct kvmm_avl_node *n)
     return n->parent;
 }
 
-static long validate(const struct kvmm_avl_node *n, const struct kvmm_avl_node *parent,
-                     uintptr_t lo, uintptr_t hi, int *h)
+/* The subtree's node count and height travel together in one value, so a failing branch has no
+ * height left unset for the caller to read (GCC 12 at -O3 cannot prove that through out-parameters). */
+struct subtree {
+    long count; /* -1: the subtree breaks an invariant */
+    int height;
+};
+
+static const struct subtree invalid = {-1, 0};
+
+static struct subtree validate(const struct kvmm_avl_node *n, const struct kvmm_avl_node *parent,
+                               uintptr_t lo, uintptr_t hi)
 {
-    if (!n) {
-        *h = 0;
-        return 0;
-    }
-    if (n->parent != parent || n->key < lo || n->key > hi)
-        return -1;
-    int hl = 0, hr = 0; /* set by validate() whenever it returns >= 0; gcc -O3 cannot see it */
-    long cl = validate(n->left, n, lo, n->key ? n->key - 1 : 0, &hl);
-    long cr = validate(n->right, n, n->key + 1, hi, &hr);
-    if (cl < 0 || cr < 0 || (n->left && n->key == 0))
-        return -1;
-    if (hl - hr > 1 || hr - hl > 1 || n->height != 1 + (hl > hr ? hl : hr))
-        return -1;
-    *h = n->height;
-    return cl + cr + 1;
+    if (!n)
+        return (struct subtree){0, 0};
+    /* No key fits left of 0 or right of UINTPTR_MAX; checked first, so the bounds below cannot wrap. */
+    if (n->parent != parent || n->key < lo || n->key > hi ||
+        (n->left && n->key == 0) || (n->right && n->key == UINTPTR_MAX))
+        return invalid;
+    struct subtree l = validate(n->left, n, lo, n->key - 1);
+    if (l.count < 0)
+        return invalid;
+    struct subtree r = validate(n->right, n, n->key + 1, hi);
+    if (r.count < 0)
+        return invalid;
+    if (l.height - r.height > 1 || r.height - l.height > 1 ||
+        n->height != 1 + (l.height > r.height ? l.height : r.height))
+        return invalid;
+    return (struct subtree){l.count + r.count + 1, n->height};
 }
 
 long kvmm_avl_validate(const struct kvmm_avl_tree *tree)
 {
-    int h;
-    long count = validate(tree->root, NULL, 0, UINTPTR_MAX, &h);
+    long count = validate(tree->root, NULL, 0, UINTPTR_MAX).count;
     return count == (long)tree->count ? count : -1;
 }

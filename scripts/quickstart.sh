@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-PACKAGES=(meson ninja-build pkg-config gcc g++ liburing-dev check gnuplot-nox)
+PACKAGES=(meson ninja-build pkg-config gcc g++ liburing-dev check gnuplot-nox scdoc mandoc)
+# The project's own builds treat warnings as errors; users' builds do not (meson.build's defaults).
+WERROR=-Dwerror=true
 DEMOS=(mdl_stream vmm_tour)   # mdl_stream first: the main demo (two processes, an MDL ring, a read-only handle)
 UNPRIV_UID=65534            # nobody: exists on every Debian system, owns nothing
 TEST_TIMEOUT=300            # per executable in the unprivileged run; Check also times out each test itself
@@ -140,7 +142,7 @@ run_unprivileged() {
 # handler thread, which TSan refuses by default.
 run_tsan() {
     local rnd_bits
-    run_step "build (build-tsan/)" build build-tsan -Db_sanitize=thread -Db_lundef=false
+    run_step "build (build-tsan/)" build build-tsan $WERROR -Db_sanitize=thread -Db_lundef=false
     # GCC 12's TSan knows only the memory layout of up to 28 bits of mmap randomisation; kernels and
     # distributions now default to more (vm.mmap_rnd_bits=32), and TSan then dies at start with
     # "unexpected memory mapping". Running without address randomisation (setarch -R, inherited by
@@ -178,6 +180,59 @@ pkgconfig_consumer() {
     PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage pkg-config --cflags --libs kosvmm || return 1
     PKG_CONFIG_PATH=$pcdir PKG_CONFIG_SYSROOT_DIR=$stage meson setup "$cbuild" examples/pkgconfig_consumer \
         && ninja -C "$cbuild" && LD_LIBRARY_PATH=$libdir "$cbuild/consumer"
+}
+
+# Build only (the suites ran above): -O3 and clang must stay warning-free too, as the issue-11 GCC 12
+# -O3 false positive showed; a user's build of either must never fail.
+build_clang() {
+    (PACKAGES=(clang); ensure_packages) || return 1
+    CC=clang build build-clang $WERROR
+}
+
+# mandoc's lint of every page scdoc generated. scdoc 1.11 starts every paragraph with .P, also
+# right after .SH, which mandoc reports as "skipping paragraph macro"; those come from the generator,
+# not the page, so they alone are not failures. Anything else at warning level or above fails.
+man_lint() {
+    local p out rc=0 n=0 links=0
+    for p in build/man/*.[37]; do
+        [ -f "$p" ] || continue
+        # The alias pages (man/aliases) hold one `.so` line, which mandoc cannot resolve outside
+        # an installed tree; tests/check_man.sh checks that each names an existing page.
+        if [ "$(head -c 4 "$p")" = ".so " ]; then links=$((links + 1)); continue; fi
+        n=$((n + 1))
+        out=$(mandoc -T lint -W warning "$p" 2>&1 | grep -v -E 'WARNING: skipping paragraph macro: PP (empty|after SH)$' || true)
+        if [ -n "$out" ]; then echo "$out"; rc=1; fi
+    done
+    [ "$n" -gt 0 ] || { echo "no generated man pages in build/man (is scdoc installed?)"; return 1; }
+    echo "mandoc lint: $n pages ($links alias links not linted)"
+    return $rc
+}
+
+# A parent project with its own (meson's default) options using kosvmm from subprojects/, as the
+# README shows: the library must configure and build there, without werror and whatever else the
+# parent chooses. Only the parent's program and what it needs are built.
+subproject_parent() {
+    local dir=$ROOT/build/subproject-parent
+    rm -rf "$dir"
+    mkdir -p "$dir/subprojects"
+    cp examples/subproject_parent/meson.build examples/subproject_parent/parent.c "$dir"/
+    ln -s "$ROOT" "$dir/subprojects/kosvmm"
+    meson setup --force-fallback-for=kosvmm "$dir/build" "$dir" && ninja -C "$dir/build" parent && "$dir/build/parent"
+}
+
+# The release tarball: `meson dist` from the committed tree (--allow-dirty: a developer's edits are
+# simply not in it), then a fresh configure and build of the extracted tarball. The suites are not
+# run again here; `meson dist` without --no-tests does that, at the cost of a whole test run.
+dist_tarball() {
+    local dist=build/meson-dist tarball tmp
+    rm -rf "$dist"
+    meson dist -C build --no-tests --allow-dirty --formats xztar || return 1
+    tarball=$(ls "$dist"/kosvmm-*.tar.xz) || return 1
+    tmp=$(mktemp -d)
+    tar -C "$tmp" -xJf "$tarball" && meson setup "$tmp/build" "$tmp"/kosvmm-* $WERROR \
+        && ninja -C "$tmp/build" || { rm -rf "$tmp"; return 1; }
+    echo "$(basename "$tarball"): configures and builds"
+    rm -rf "$tmp"
 }
 
 # Copies the source tree as git sees it (tracked and new files, nothing ignored such as build dirs) into DEST.
@@ -274,7 +329,7 @@ demo() {
 fuzz_smoke() (   # a subshell: the sanitizer options exported here stay here
     (PACKAGES=(clang libclang-rt-14-dev); ensure_packages) || return 1
     # Only the fuzzers: the rest of the tree is built and tested with gcc above.
-    CC=clang configure build-fuzz -Dfuzz=true && ninja -C build-fuzz tests/fuzz/fuzz_vmm tests/fuzz/fuzz_elf || return 1
+    CC=clang configure build-fuzz $WERROR -Dfuzz=true && ninja -C build-fuzz tests/fuzz/fuzz_vmm tests/fuzz/fuzz_elf || return 1
     mkdir -p build-fuzz/corpus build-fuzz/corpus_elf build-fuzz/artifacts
     export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:handle_segv=0
     export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:handle_segv=0
@@ -289,13 +344,13 @@ test_all() {
     ensure_packages
 
     run_step "SPDX lines" scripts/check_spdx.sh
-    run_step "build (build/)" build build
+    run_step "build (build/)" build build $WERROR
     run_meson_suite "meson test (build/)" build
 
     # Reports must fail the run; handle_segv=0 because the suites fault on guard and protected pages on purpose.
     export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:handle_segv=0:print_summary=1
     export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:handle_segv=0
-    run_step "build (build-asan/)" build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+    run_step "build (build-asan/)" build build-asan $WERROR -Db_sanitize=address,undefined -Db_lundef=false
     run_meson_suite "meson test (build-asan/)" build-asan
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
@@ -313,6 +368,11 @@ test_all() {
     run_step "fuzz (build-fuzz/, 60 s + 30 s)" fuzz_smoke
     run_step "demo smoke" build/examples/vmm_tour
     run_step "pkg-config consumer" pkgconfig_consumer
+    run_step "man lint (mandoc)" man_lint
+    run_step "build (build-release/, -O3)" build build-release $WERROR -Dbuildtype=release
+    run_step "build (build-clang/)" build_clang
+    run_step "subproject parent" subproject_parent
+    run_step "dist tarball builds" dist_tarball
     run_step "library-only build (build-lib/)" library_only
     run_step "ABI (abidiff, abi/libkosvmm.abi)" abi_check
     run_step "Debian packages" debian_packages

@@ -6,6 +6,7 @@
 #include <rtl/types.h>
 #include <rtl/retcode.h>
 #include <handle/handletype.h>
+#include <kosvmm/version.h>
 
 #ifdef __cplusplus
 extern "C" {
