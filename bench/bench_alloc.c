@@ -237,7 +237,7 @@ static void run_case(const struct cas *c, int a)
         forbid_pinning();
     struct result r = {0};
     r.ns = c->threads ? churn(ops, c->threads) : large(ops, c->size, c->iters);
-    kosvmm_stats st;
+    kosvmm_stats st = {.size = sizeof(kosvmm_stats)};
     if (kosvmm_get_stats(&st) == rcOk)
         r.pin_refusals = st.pin_refusals;
     if (write(STDOUT_FILENO, &r, sizeof r) != sizeof r)

@@ -525,14 +525,14 @@ END_TEST
 
 static kosvmm_usage usage(void)
 {
-    kosvmm_usage u;
+    kosvmm_usage u = {.size = sizeof(kosvmm_usage)};
     ck_assert_int_eq(kosvmm_get_usage(&u), rcOk);
     return u;
 }
 
 static void set_committed_limit(rtl_uint64_t limit)
 {
-    kosvmm_policy p;
+    kosvmm_policy p = {.size = sizeof(kosvmm_policy)};
     ck_assert_int_eq(kosvmm_get_policy(&p), rcOk);
     p.max_committed_bytes = limit;
     ck_assert_int_eq(kosvmm_set_policy(&p), rcOk);

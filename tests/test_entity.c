@@ -129,7 +129,7 @@ struct snapshot {
 
 static struct snapshot snap(void)
 {
-    kosvmm_usage u;
+    kosvmm_usage u = {.size = sizeof(kosvmm_usage)};
     ck_assert_uint_eq(kosvmm_get_usage(&u), rcOk);
     return (struct snapshot){tu_fd_count(), u.handles, tu_stats().regions};
 }
@@ -370,8 +370,8 @@ START_TEST(parse_fails_midway)
 {
     struct image im;
     build(&im, code_exit42, sizeof code_exit42, 0);
-    kosvmm_usage u;
-    kosvmm_policy pol;
+    kosvmm_usage u = {.size = sizeof(kosvmm_usage)};
+    kosvmm_policy pol = {.size = sizeof(kosvmm_policy)};
     ck_assert_uint_eq(kosvmm_get_usage(&u), rcOk);
     ck_assert_uint_eq(kosvmm_get_policy(&pol), rcOk);
     pol.max_mdl_buffers = u.mdl_buffers + 1;
@@ -730,7 +730,7 @@ START_TEST(init_handle_failures)
     KnHandleClose(origin); /* already closed where KnHandleRevoke closes */
 
     /* The policy refuses handle transfer. */
-    kosvmm_policy pol;
+    kosvmm_policy pol = {.size = sizeof(kosvmm_policy)};
     ck_assert_uint_eq(kosvmm_get_policy(&pol), rcOk);
     pol.deny = KOSVMM_METHOD_HANDLE_TRANSFER;
     ck_assert_uint_eq(kosvmm_set_policy(&pol), rcOk);

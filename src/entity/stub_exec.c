@@ -39,7 +39,7 @@ Retcode kvmm_stub_build_stack(const struct kvmm_stub_start *st, uintptr_t *sp)
     /* Lazily committed through the kernel's demand paging: the userfaultfd engine would start a
      * handler thread, and the program must be the process's only thread (its exit may end just
      * the calling thread). */
-    kosvmm_lazy_config cfg;
+    kosvmm_lazy_config cfg = {.size = sizeof(kosvmm_lazy_config)};
     kosvmm_get_lazy_config(&cfg);
     cfg.engine = KOSVMM_ENGINE_KERNEL;
     if (RC_FAILED(kosvmm_set_lazy_config(&cfg)))
