@@ -140,6 +140,12 @@ void kvmm_diag_start(const char *policy_source)
 {
     char why[256] = "";
     bool v = kvmm_verbose();
+    /* Only verbose mode or an explicit KOSVMM_ENGINE needs the engine's answer at load: asking
+     * takes the lazy configuration, which installs kosvmm's fork handlers, and a process that never
+     * uses lazy memory should not have them (ThreadSanitizer reports every later fork's child
+     * re-initialising a lock the parent's handler took). */
+    if (!v && !secure_getenv("KOSVMM_ENGINE"))
+        return;
     uint32_t engine = kvmm_lazy_explain(v, why, sizeof why);
     if (v) {
         kvmm_message("kosvmm %s, pid %d (KOSVMM_VERBOSE)", KVMM_VERSION, (int)getpid());
