@@ -66,9 +66,13 @@ configure() {
     fi
 }
 
+# Each line carries the seconds since the previous one, so a run near CI's 20-minute limit shows
+# which step grew.
+step_start=$SECONDS
 record() {  # record NAME PASSED FAILED SKIPPED
     passed=$((passed + $2)) failed=$((failed + $3)) skipped=$((skipped + $4))
-    summary+=("$(printf '%-28s %3d passed, %d failed, %d skipped' "$1" "$2" "$3" "$4")")
+    summary+=("$(printf '%-34s %3d passed, %d failed, %d skipped  %4d s' "$1" "$2" "$3" "$4" $((SECONDS - step_start)))")
+    step_start=$SECONDS
 }
 
 # Runs `meson test` in a build dir (any further arguments go to it: --suite ..., or a command such as
@@ -342,6 +346,8 @@ fuzz_smoke() (   # a subshell: the sanitizer options exported here stay here
 test_all() {
     local start=$SECONDS
     ensure_packages
+    log "packages ready ($((SECONDS - start)) s)"
+    step_start=$SECONDS
 
     run_step "SPDX lines" scripts/check_spdx.sh
     run_step "build (build/)" build build $WERROR
