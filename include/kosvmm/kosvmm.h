@@ -71,6 +71,11 @@ typedef struct kosvmm_stats {
                                         Each is reported on stderr ("kosvmm: Unhandled Overcommit:
                                         ... page ... region ...") and answered with SIGBUS to the
                                         faulting thread, instead of a fault retried forever */
+    rtl_uint64_t uffd_huge_moves;    /* 2 MiB extents of sequential streams filled at once by moving
+                                        a pre-zeroed transparent huge page into place (UFFDIO_MOVE,
+                                        Linux 6.8+; KOSVMM_UFFD_MOVE=0 turns it off) */
+    rtl_uint64_t uffd_staged_pages;  /* pages of huge pages the handler zeroed ahead of need, while
+                                        no fault waited */
 } kosvmm_stats;
 
 #define KOSVMM_STATS_SIZE_MIN 16u    /* size, reserved, regions */

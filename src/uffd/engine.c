@@ -64,11 +64,12 @@ static int open_raw(bool user_mode_only)
 }
 
 /* The faulting thread's id (UFFD_FEATURE_THREAD_ID, Linux 4.14) lets an unbackable fault be
- * answered with SIGBUS to that thread; a kernel without it refuses the feature, and the fd is
- * opened again without (a refused UFFDIO_API leaves it unusable). */
-static int open_userfaultfd(bool user_mode_only)
+ * answered with SIGBUS to that thread, and UFFD_FEATURE_MOVE (Linux 6.8) lets streams get whole
+ * huge pages (huge.c); a kernel without one refuses the request, and the fd is opened again with
+ * less (a refused UFFDIO_API leaves it unusable). *granted: the features asked for and got. */
+static int open_userfaultfd(bool user_mode_only, uint64_t *granted)
 {
-    static const uint64_t wanted[] = {UFFD_FEATURE_THREAD_ID, 0};
+    const uint64_t wanted[] = {UFFD_FEATURE_THREAD_ID | kvmm_uffd_move_feature(), UFFD_FEATURE_THREAD_ID, 0};
     int rc = -ENOSYS;
     for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
         int fd = open_raw(user_mode_only);
@@ -76,8 +77,10 @@ static int open_userfaultfd(bool user_mode_only)
             return fd;
         struct uffdio_api api = {.api = UFFD_API, .features = wanted[i]};
         errno = 0;
-        if (ioctl(fd, UFFDIO_API, &api) == 0 && (api.ioctls & (1ull << _UFFDIO_REGISTER)))
+        if (ioctl(fd, UFFDIO_API, &api) == 0 && (api.ioctls & (1ull << _UFFDIO_REGISTER))) {
+            *granted = wanted[i];
             return fd;
+        }
         rc = errno ? -errno : -ENOSYS;
         close(fd);
     }
@@ -89,7 +92,8 @@ static bool usable(bool user_mode_only)
 {
     enum probe *p = &probed[user_mode_only];
     if (*p == UNKNOWN) {
-        int fd = open_userfaultfd(user_mode_only);
+        uint64_t granted;
+        int fd = open_userfaultfd(user_mode_only, &granted);
         *p = fd >= 0 ? USABLE : UNUSABLE;
         probe_error[user_mode_only] = fd < 0 ? fd : 0;
         if (fd >= 0)
@@ -117,7 +121,8 @@ static int start(bool user_mode_only)
         return 0;
     if (stopped || !usable(user_mode_only))
         return -ENOSYS;
-    int fd = open_userfaultfd(user_mode_only);
+    uint64_t granted = 0;
+    int fd = open_userfaultfd(user_mode_only, &granted);
     if (fd < 0)
         return fd;
     int control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -131,6 +136,7 @@ static int start(bool user_mode_only)
         kvmm_engine.fd = fd;
         kvmm_engine.control = control;
         kvmm_uffd_loop_init();
+        kvmm_uffd_huge_start(granted);
         /* The handler takes no signal: a handler of the application could touch lazy memory,
          * and a fault in the one thread that serves faults would never be served. */
         sigset_t all, old;
@@ -186,6 +192,25 @@ static int register_anonymous_runs(struct kvmm_region *r)
         }
         if (!s)
             return 0;
+    }
+}
+
+/* The huge-page advice goes to the same runs: an MDL mapping is shared memory, whose huge pages
+ * (shmem_enabled) are not this engine's to choose. */
+static void advise_anonymous_runs(const struct kvmm_region *r)
+{
+    uintptr_t run = 0;
+    for (struct kvmm_avl_node *n = kvmm_avl_first(&r->spans);; n = kvmm_avl_next(n)) {
+        const struct kvmm_span *s = n ? kvmm_container_of(n, struct kvmm_span, node) : NULL;
+        bool mdl = s && s->a.state == KVMM_MDL;
+        if (s && !mdl && !run)
+            run = s->node.key;
+        if (run && (!s || mdl)) {
+            kvmm_uffd_huge_advise(run, s ? s->node.key : r->end);
+            run = 0;
+        }
+        if (!s)
+            return;
     }
 }
 
@@ -272,8 +297,10 @@ void kvmm_uffd_adopt(struct kvmm_region *r)
     int rc = start(cfg.user_mode_only);
     if (rc != 0)
         tell_fallback(cfg.user_mode_only, rc);
-    else if (register_anonymous_runs(r) == 0)
+    else if (register_anonymous_runs(r) == 0) {
         r->lazy = (struct kvmm_lazy){.generation = kvmm_engine.generation};
+        advise_anonymous_runs(r);
+    }
     pthread_mutex_unlock(&lock);
 }
 
@@ -312,6 +339,7 @@ static void fork_child(void)
         running = false;
     }
     kvmm_uffd_readahead_clear();
+    kvmm_uffd_huge_forget();
     bump_generation();
     pthread_mutex_unlock(&lock);
 }

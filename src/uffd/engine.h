@@ -43,6 +43,34 @@ int kvmm_uffd_readahead_step(void);
 /* Drops all queued read-ahead (stop, fork). */
 void kvmm_uffd_readahead_clear(void);
 
+/* Huge-page streams (huge.c). UFFD_FEATURE_MOVE's bit, for UFFDIO_API. */
+uint64_t kvmm_uffd_move_feature(void);
+/* At the engine's start, with the features UFFDIO_API granted: reads KOSVMM_UFFD_MOVE, checks
+ * THP, maps the staging area; says what it chose under KOSVMM_VERBOSE. Engine lock held. */
+void kvmm_uffd_huge_start(uint64_t features);
+/* Whether whole 2 MiB extents of streams are filled by UFFDIO_MOVE of staged huge pages. */
+bool kvmm_uffd_move_on(void);
+/* Called for each anonymous run of a region just registered: keeps the kernel from making huge
+ * pages there itself (huge.c says why). */
+void kvmm_uffd_huge_advise(uintptr_t lo, uintptr_t hi);
+/* A stream with this window faulted at page: true, with the extent's base, when that whole 2 MiB
+ * extent should be moved in now. r locked. */
+bool kvmm_uffd_huge_extent(const struct kvmm_region *r, uintptr_t page, uint32_t window, uintptr_t *extent);
+/* A fill of [*lo, *hi) going dir (+1 up from lo, -1 down from hi): true when, may_move, it should
+ * rather move the whole extent it was widened to; otherwise [*lo, *hi) may be narrowed so that a
+ * copy stops short of a movable extent. r locked. */
+bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, uintptr_t *lo, uintptr_t *hi);
+/* Window a stream needs before its extents are moved whole: two or three faults in a row may
+ * still be chance, and 2 MiB for them would defeat window_min's economy for random access. */
+#define KVMM_UFFD_MOVE_FROM_WINDOW 8u
+/* Moves a staged huge page to the 2 MiB extent at dst (staging one first if none is ready). Pages
+ * filled, or -errno: the caller then copies instead. Handler thread. */
+long kvmm_uffd_move(uintptr_t dst, bool dont_wake);
+/* Stages one huge page ahead if a stream wants them and a slot is empty: 1 if it did. */
+int kvmm_uffd_stage_step(void);
+/* In a fork child: nothing is staged (the staging area is MADV_WIPEONFORK). */
+void kvmm_uffd_huge_forget(void);
+
 /* KOSVMM_NO_URING: the handler waits with poll(2), never io_uring. */
 bool kvmm_uffd_no_uring(void);
 /* Sets up the handler loop's waiting (io_uring, or poll(2) when io_uring is unavailable) in the

@@ -143,6 +143,10 @@ void kvmm_uffd_loop(sem_t *up)
         int more = kvmm_uffd_readahead_step();
         if (more > 0 && !events_waiting(w))
             continue;
+        /* Then, still only while no fault waits, zero a huge page for the next move: the
+         * faulting thread should wait for a move, never for a populate. */
+        if (more <= 0 && !events_waiting(w) && kvmm_uffd_stage_step() > 0)
+            continue;
         wait_events(w, more > 0 ? 0 : more < 0 ? BUSY_RETRY_MS : -1);
     }
     if (w->uring)

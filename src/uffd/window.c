@@ -109,12 +109,34 @@ static void demote(struct kvmm_region *r)
 }
 
 /*
+ * Huge-page streams (huge.c): a stream whose window has grown takes the whole 2 MiB extent of the
+ * faulting page at once, when it can be moved in; and a copy never spills into a movable extent,
+ * which would leave it partly populated. The stream's range then covers what was filled.
+ */
+static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, bool hit, uintptr_t page,
+                      uintptr_t *now_lo, uintptr_t *now_hi, bool *huge)
+{
+    uintptr_t e;
+    if (!kvmm_uffd_move_on())
+        return;
+    if (hit && kvmm_uffd_huge_extent(r, page, s->window, &e)) {
+        *now_lo = e;
+        *now_hi = e + KVMM_HUGE_PAGE;
+        s->lo = s->lo < e ? s->lo : e;
+        s->hi = s->hi > e + KVMM_HUGE_PAGE ? s->hi : e + KVMM_HUGE_PAGE;
+        *huge = true;
+        return;
+    }
+    kvmm_uffd_huge_chunk(r, s->dir, false, now_lo, now_hi);
+}
+
+/*
  * Decides what the fault at page fills now ([*now_lo, *now_hi), at most one chunk, containing
  * page) and what is left to background fill in the stream. r is locked. Returns false when r
  * was demoted instead.
  */
 static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config *cfg,
-                 uintptr_t *now_lo, uintptr_t *now_hi)
+                 uintptr_t *now_lo, uintptr_t *now_hi, bool *huge)
 {
     const uintptr_t P = page_size();
     struct kvmm_lazy *lz = &r->lazy;
@@ -126,6 +148,8 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
     }
     int dir = 0;
     struct kvmm_stream *s = find_stream(lz, page, &dir);
+    bool hit = s != NULL;
+    *huge = false;
     if (s) {
         lz->misses = 0;
         uint32_t grown = s->window * ((r->flags & VMM_FLAG_GROW_DOWN) && dir < 0 ? 4 : 2);
@@ -150,14 +174,14 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
         s->hi = clamp(page + span + ahead, page + P, ext_hi);
         *now_lo = page;
         *now_hi = clamp(page + KVMM_UFFD_CHUNK, page + P, s->hi);
-        s->next = *now_hi;
     } else {
         s->hi = page + P;
         s->lo = clamp(page + P - span - ahead, ext_lo, page);
         *now_hi = page + P;
         *now_lo = clamp(page + P - KVMM_UFFD_CHUNK, s->lo, page);
-        s->next = *now_lo;
     }
+    plan_huge(r, s, hit, page, now_lo, now_hi, huge);
+    s->next = dir > 0 ? *now_hi : *now_lo;
     if (s->next != (dir > 0 ? s->hi : s->lo))
         add_pending(r->node.key);
     __atomic_store_n(&kvmm_counters.lazy_window, s->window, __ATOMIC_RELAXED);
@@ -181,13 +205,20 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
             base = r->node.key;
             end = r->end;
         }
+        bool huge = false;
         if (r && pthread_mutex_trylock(&r->lock) == 0) {
-            if (kvmm_uffd_active(r) && plan(r, page, &cfg, &lo, &hi) && lo < hi) {
+            if (kvmm_uffd_active(r) && plan(r, page, &cfg, &lo, &hi, &huge) && lo < hi) {
                 planned = true;
+                /* A whole extent: the faulting thread waits only for the move, which wakes it. */
+                if (huge && (first = kvmm_uffd_move(lo, false)) > 0)
+                    lo = hi = page;
+                else
+                    first = 0;
                 /* The faulting page first and alone, since it always lies in one kernel mapping
                  * (a window may cross several), and without waking its thread, which resumes once
                  * its whole first chunk is there instead of faulting again on the next page. */
-                first = kvmm_uffd_fill(page, page + P, true);
+                if (lo < hi)
+                    first = kvmm_uffd_fill(page, page + P, true);
                 if (lo < page && first >= 0)
                     kvmm_uffd_fill(lo, page, false);
                 if (page + P < hi && first >= 0)
@@ -212,11 +243,15 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
     kvmm_uffd_wake(page, page + P);
 }
 
-/* One chunk of one stream's background fill. r is locked. Returns true if r has more. */
+/* One chunk of one stream's background fill. r is locked. Returns true if r has more. The
+ * streams take turns: served in array order, a second thread's stream would wait until the first
+ * one's range is full, and the second thread then faults on every chunk. */
 static bool fill_stream_chunk(struct kvmm_region *r)
 {
+    static unsigned turn; /* handler thread only */
     bool more = false, done_one = false;
-    for (int i = 0; i < KVMM_STREAMS; i++) {
+    for (int k = 0; k < KVMM_STREAMS; k++) {
+        int i = (int)((turn + (unsigned)k) % KVMM_STREAMS);
         struct kvmm_stream *s = &r->lazy.streams[i];
         uintptr_t end = s->dir > 0 ? s->hi : s->lo;
         if (s->lo == s->hi || s->next == end)
@@ -225,13 +260,24 @@ static bool fill_stream_chunk(struct kvmm_region *r)
             more = true;
             continue;
         }
+        turn = (unsigned)i + 1;
         uintptr_t lo = s->dir > 0 ? s->next : (s->next - s->lo > KVMM_UFFD_CHUNK ? s->next - KVMM_UFFD_CHUNK : s->lo);
         uintptr_t hi = s->dir > 0 ? (s->hi - s->next > KVMM_UFFD_CHUNK ? s->next + KVMM_UFFD_CHUNK : s->hi) : s->next;
         uintptr_t ext_lo, ext_hi;
         lazy_extent(r, s->dir > 0 ? lo : hi - page_size(), &ext_lo, &ext_hi);
         lo = clamp(lo, ext_lo, ext_hi);
         hi = clamp(hi, ext_lo, ext_hi);
-        long n = lo < hi ? kvmm_uffd_fill(lo, hi, false) : 0;
+        long n = -1;
+        if (lo < hi && kvmm_uffd_huge_chunk(r, s->dir, s->window >= KVMM_UFFD_MOVE_FROM_WINDOW, &lo, &hi)) {
+            n = kvmm_uffd_move(lo, false);
+            /* The stream's range grows to the whole extent moved. */
+            if (s->dir > 0 && hi > s->hi)
+                s->hi = end = hi;
+            if (s->dir < 0 && lo < s->lo)
+                s->lo = end = lo;
+        }
+        if (n < 0)
+            n = lo < hi ? kvmm_uffd_fill(lo, hi, false) : 0;
         if (n > 0)
             kvmm_count(uffd_readahead_pages, n);
         /* Stop the stream at the end of its lazy span, or when the range went away. */

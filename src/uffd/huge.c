@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/* src/uffd/huge.c — huge-page streams: pre-zeroed transparent huge pages staged ahead and moved into place with UFFDIO_MOVE. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "diag.h"
+#include "env.h"
+#include "os.h"
+#include "stats.h"
+#include "uffd/engine.h"
+
+/* Linux 6.8 UAPI; older headers lack it, the running kernel decides (UFFDIO_API features). */
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1u << 16)
+#endif
+#ifndef _UFFDIO_MOVE
+#define _UFFDIO_MOVE (0x05)
+struct uffdio_move {
+    __u64 dst;
+    __u64 src;
+    __u64 len;
+    __u64 mode;
+    __s64 move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+#ifndef UFFDIO_MOVE_MODE_DONTWAKE
+#define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define HUGE ((uintptr_t)KVMM_HUGE_PAGE)
+/* Staged huge pages kept ready: one per stream the handler may be feeding at once (streams move
+ * whole extents one at a time, so two streams in flight want two), plus one to move ahead with. */
+#define SLOTS 4u
+
+static bool knob = true, knob_read;
+static uint64_t features_granted;
+static bool thp_never, thp_always;
+static uintptr_t staging;            /* SLOTS * HUGE bytes, 2 MiB aligned; 0 when moves are off */
+static bool ready[SLOTS];            /* handler thread only (and a fork child before it has one) */
+static bool wanted;                  /* a stream used a move: keep slots staged from now on */
+
+uint64_t kvmm_uffd_move_feature(void)
+{
+    return UFFD_FEATURE_MOVE;
+}
+
+/* Read with the engine lock held, at the engine's start, so the choice is made once per process. */
+static void read_knob(void)
+{
+    if (knob_read)
+        return;
+    knob_read = true;
+    kvmm_env_bool("KOSVMM_UFFD_MOVE", &knob);
+}
+
+/* THP "never" gives 512 small pages to the populate: a move of those still works, page by page,
+ * but costs more than UFFDIO_COPY, so moves are not used at all then. */
+static bool thp_available(bool *always)
+{
+    char buf[128] = "";
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    *always = strstr(buf, "[always]") != NULL;
+    return !strstr(buf, "[never]");
+}
+
+void kvmm_uffd_huge_start(uint64_t features)
+{
+    read_knob();
+    features_granted = features;
+    thp_never = !thp_available(&thp_always);
+    const char *why = NULL;
+    if (!knob)
+        why = "off (KOSVMM_UFFD_MOVE=0)";
+    else if (!(features & UFFD_FEATURE_MOVE))
+        why = "off (the kernel has no UFFD_FEATURE_MOVE; it needs Linux 6.8+)";
+    else if (thp_never)
+        why = "off (transparent huge pages are \"never\")";
+    if (!why && !staging) {
+        /* Made now, with the engine, never later in address space the application may have just
+         * freed for a fixed address. Over-allocated by one huge page to align it. */
+        uintptr_t raw;
+        if (kvmm_os_reserve_aligned(SLOTS * HUGE, HUGE, 0, &raw) == 0) {
+            /* WIPEONFORK: a child must neither see nor share the staged pages, and a THP shared
+             * with a child could not be moved any more (EBUSY: not exclusive). */
+            if (mprotect((void *)raw, SLOTS * HUGE, PROT_READ | PROT_WRITE) == 0 &&
+                madvise((void *)raw, SLOTS * HUGE, MADV_HUGEPAGE) == 0 &&
+                madvise((void *)raw, SLOTS * HUGE, MADV_WIPEONFORK) == 0)
+                staging = raw;
+            else
+                kvmm_os_release(raw, SLOTS * HUGE);
+        }
+        if (!staging)
+            why = "off (no staging area: MADV_HUGEPAGE or MADV_WIPEONFORK refused)";
+    }
+    if (kvmm_verbose())
+        kvmm_message("userfaultfd huge-page streams: %s", why ? why : "on (UFFDIO_MOVE of staged transparent huge pages)");
+}
+
+bool kvmm_uffd_move_on(void)
+{
+    return staging != 0 && (features_granted & UFFD_FEATURE_MOVE);
+}
+
+void kvmm_uffd_huge_forget(void)
+{
+    /* The child's copy of the staging area is empty (WIPEONFORK). */
+    for (unsigned i = 0; i < SLOTS; i++)
+        ready[i] = false;
+    wanted = false;
+}
+
+void kvmm_uffd_huge_advise(uintptr_t lo, uintptr_t hi)
+{
+    /* Where THP is "always", the kernel's own fault path in a registered range allocates and
+     * zeroes a huge page for every first fault in an empty PMD, only to drop it and report the
+     * fault to the handler (measured here: 203 against 119 us a fault with the range advised
+     * MADV_HUGEPAGE). A move needs no advice on the destination (a moved THP stays one PMD in a
+     * MADV_NOHUGEPAGE range), and the region gets demoted to kernel paging for random access,
+     * which must not get 2 MiB a touch: so no huge pages are advised there, ever. Under
+     * "madvise" (the default) that is already so and the advice would only split mappings. */
+    if (!thp_always)
+        return;
+    uintptr_t a = (lo + HUGE - 1) & ~(HUGE - 1), b = hi & ~(HUGE - 1);
+    if (a < b)
+        (void)madvise((void *)a, b - a, MADV_NOHUGEPAGE);
+}
+
+/* Whether the 2 MiB extent at e can receive a staged huge page: wholly inside one lazy span
+ * whose kernel protection is the staging area's (UFFDIO_MOVE refuses different protections),
+ * and no page of it present (a present destination page stops a move part-way with EEXIST). */
+static bool movable(const struct kvmm_region *r, uintptr_t e)
+{
+    if (e < r->node.key || e + HUGE > r->end || e + HUGE < e)
+        return false;
+    const struct kvmm_span *s = kvmm_region_span_at(r, e);
+    if (s->a.state != KVMM_LAZY || s->end < e + HUGE || kvmm_kernel_prot(s->a) != (PROT_READ | PROT_WRITE))
+        return false;
+    unsigned char vec[KVMM_HUGE_PAGE / 4096];
+    size_t n = HUGE / kvmm_os_page_size();
+    if (n > sizeof vec || mincore((void *)e, HUGE, vec) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (vec[i] & 1)
+            return false;
+    return true;
+}
+
+bool kvmm_uffd_huge_extent(const struct kvmm_region *r, uintptr_t page, uint32_t window, uintptr_t *extent)
+{
+    if (!kvmm_uffd_move_on() || window < KVMM_UFFD_MOVE_FROM_WINDOW)
+        return false;
+    uintptr_t e = page & ~(HUGE - 1);
+    if (!movable(r, e))
+        return false;
+    *extent = e;
+    return true;
+}
+
+bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, uintptr_t *lo, uintptr_t *hi)
+{
+    if (!kvmm_uffd_move_on())
+        return false;
+    if (dir > 0) {
+        if (may_move && !(*lo & (HUGE - 1)) && movable(r, *lo)) {
+            *hi = *lo + HUGE;
+            return true;
+        }
+        /* Copying into the next extent would leave it partly populated, and unmovable. */
+        uintptr_t e = (*lo & ~(HUGE - 1)) + HUGE;
+        if (e < *hi && movable(r, e))
+            *hi = e;
+    } else {
+        if (may_move && !(*hi & (HUGE - 1)) && *hi >= HUGE && movable(r, *hi - HUGE)) {
+            *lo = *hi - HUGE;
+            return true;
+        }
+        uintptr_t e = (*hi - 1) & ~(HUGE - 1);
+        if (e > *lo && movable(r, e - HUGE))
+            *lo = e;
+    }
+    return false;
+}
+
+/* Populates slot i with a zeroed huge page. Handler thread. 0 or -errno. */
+static int stage(unsigned i)
+{
+    uintptr_t s = staging + i * HUGE;
+    if (madvise((void *)s, HUGE, MADV_POPULATE_WRITE) != 0) {
+        int err = errno;
+        (void)madvise((void *)s, HUGE, MADV_DONTNEED);
+        return -err;
+    }
+    ready[i] = true;
+    return 0;
+}
+
+int kvmm_uffd_stage_step(void)
+{
+    if (!wanted || !kvmm_uffd_move_on())
+        return 0;
+    for (unsigned i = 0; i < SLOTS; i++)
+        if (!ready[i]) {
+            if (stage(i) != 0)
+                return 0;
+            kvmm_count(uffd_staged_pages, HUGE / kvmm_os_page_size());
+            return 1;
+        }
+    return 0;
+}
+
+long kvmm_uffd_move(uintptr_t dst, bool dont_wake)
+{
+    const uintptr_t P = kvmm_os_page_size();
+    wanted = true;
+    unsigned i = 0;
+    while (i < SLOTS && !ready[i])
+        i++;
+    if (i == SLOTS) {
+        /* Nothing staged ahead (the handler had no idle moment): the faulting thread waits for
+         * the populate too, which still costs it less per page than 512 UFFDIO_COPYs. */
+        i = 0;
+        int rc = stage(i);
+        if (rc)
+            return rc;
+    }
+    uintptr_t src = staging + i * HUGE;
+    struct uffdio_move m = {.dst = dst, .src = src, .len = HUGE, .mode = dont_wake ? UFFDIO_MOVE_MODE_DONTWAKE : 0};
+    int rc = 0;
+    for (int tries = 0;; tries++) {
+        m.move = 0;
+        if (ioctl(kvmm_engine.fd, UFFDIO_MOVE, &m) == 0)
+            break;
+        rc = -errno;
+        /* EAGAIN before anything moved: the address space is changing (fork in progress). */
+        if (rc == -EAGAIN && m.move <= 0 && tries < 100) {
+            sched_yield();
+            rc = 0;
+            continue;
+        }
+        break;
+    }
+    ready[i] = false;
+    if (rc == 0) {
+        kvmm_count(uffd_huge_moves, 1);
+        kvmm_count(uffd_pages_filled, HUGE / P);
+        return (long)(HUGE / P);
+    }
+    if (m.move > 0)
+        kvmm_count(uffd_pages_filled, (uint64_t)m.move / P);
+    /* Part-way (a destination page appeared, or the range changed): the slot is no longer one
+     * whole zeroed THP. Emptied, to be staged again; the caller copies what is still missing. */
+    (void)madvise((void *)src, HUGE, MADV_DONTNEED);
+    return rc;
+}
