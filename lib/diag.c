@@ -128,6 +128,8 @@ __attribute__((destructor)) static void print_stats(void)
                  "last window %u pages, unbacked faults %llu", (unsigned long long)s.uffd_faults,
                  (unsigned long long)s.uffd_pages_filled, (unsigned long long)s.uffd_readahead_pages,
                  (double)s.uffd_fill_ns / 1e9, (unsigned)s.lazy_window, (unsigned long long)s.uffd_overcommits);
+    kvmm_message("  huge-page streams: %llu extents of 2 MiB moved in, %llu pages staged ahead",
+                 (unsigned long long)s.uffd_huge_moves, (unsigned long long)s.uffd_staged_pages);
     kvmm_message("  huge-page advised %s; pin refusals %llu; kernel refusals %llu", size_text(s.thp_bytes, f, sizeof f),
                  (unsigned long long)s.pin_refusals, (unsigned long long)s.kernel_refusals);
     kvmm_message("  policy: MDL buffers %llu (%s), handles %llu, quota refusals %llu, denials %llu",

@@ -123,7 +123,7 @@ START_TEST(each_bad_variable_is_warned_and_the_good_ones_apply)
     char out[256], err[4096];
     const char *vars[] = {"KOSVMM_WINDOW_MIN=abc",   "KOSVMM_WINDOW_MAX=64", "KOSVMM_READAHEAD=maybe",
                           "KOSVMM_UFFD_USER_MODE_ONLY=Yes", "KOSVMM_ENGINE=turbo", "KOSVMM_VERBOSE=2",
-                          "KOSVMM_SHOW_STATS=-1", "KOSVMM_NO_URING=sometimes", NULL};
+                          "KOSVMM_SHOW_STATS=-1", "KOSVMM_NO_URING=sometimes", "KOSVMM_UFFD_MOVE=often", NULL};
     run(vars, "", "", out, sizeof out, err, sizeof err);
     ck_assert_str_eq(out, "engine=1 min=1 max=64 readahead=1 user_mode_only=1\n");
     ck_assert_msg(strstr(err, "kosvmm: KOSVMM_WINDOW_MIN=abc ignored: expected a number from 1 to 4096\n"), "%s", err);
@@ -133,8 +133,9 @@ START_TEST(each_bad_variable_is_warned_and_the_good_ones_apply)
     ck_assert_msg(strstr(err, "kosvmm: KOSVMM_VERBOSE=2 ignored: expected 1, yes"), "%s", err);
     ck_assert_msg(strstr(err, "kosvmm: KOSVMM_SHOW_STATS=-1 ignored: expected 1, yes"), "%s", err);
     ck_assert_msg(strstr(err, "kosvmm: KOSVMM_NO_URING=sometimes ignored: expected 1, yes"), "%s", err);
+    ck_assert_msg(strstr(err, "kosvmm: KOSVMM_UFFD_MOVE=often ignored: expected 1, yes"), "%s", err);
     /* One line per bad variable, nothing else: a bad KOSVMM_VERBOSE does not turn the report on. */
-    ck_assert_int_eq(lines(err), 6);
+    ck_assert_int_eq(lines(err), 7);
 }
 END_TEST
 
@@ -208,6 +209,24 @@ START_TEST(verbose_reports_version_engine_guards_and_policy)
 }
 END_TEST
 
+/* The huge-page streams' choice is said when the engine starts: on, or off and why. */
+START_TEST(verbose_says_whether_streams_move_huge_pages)
+{
+    char out[256], err[4096];
+    const char *vars[] = {"KOSVMM_VERBOSE=1", "KOSVMM_UFFD_MOVE=0", NULL};
+    run(vars, "", "lazy", out, sizeof out, err, sizeof err);
+    if (!strstr(err, "lazy engine: uffd"))
+        return; /* no userfaultfd here: the engine never starts */
+    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams: off (KOSVMM_UFFD_MOVE=0)\n"), "%s", err);
+    const char *vars2[] = {"KOSVMM_VERBOSE=1", NULL};
+    run(vars2, "", "lazy", out, sizeof out, err, sizeof err);
+    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams: on (UFFDIO_MOVE") ||
+                      strstr(err, "\nkosvmm: userfaultfd huge-page streams: off (the kernel has no UFFD_FEATURE_MOVE") ||
+                      strstr(err, "\nkosvmm: userfaultfd huge-page streams: off (transparent huge pages are"),
+                  "%s", err);
+}
+END_TEST
+
 /* With userfaultfd refused, the uffd engine falls back to kernel paging: said once when the user named
  * uffd, else only under KOSVMM_VERBOSE. */
 START_TEST(fallback_is_said_once_when_uffd_was_asked_for)
@@ -257,7 +276,9 @@ START_TEST(show_stats_prints_the_statistics_at_exit)
     ck_assert_msg(strstr(err, "\nkosvmm:   userfaultfd engine: faults "), "%s", err);
     ck_assert_msg(strstr(err, "\nkosvmm:   policy: MDL buffers 0 (0 B), handles 0, quota refusals 0, denials 0\n"),
                   "%s", err);
-    ck_assert_int_eq(lines(err), 5);
+    ck_assert_msg(strstr(err, "\nkosvmm:   huge-page streams: 0 extents of 2 MiB moved in, 0 pages staged ahead\n"),
+                  "%s", err);
+    ck_assert_int_eq(lines(err), 6);
     /* Off by default. */
     const char *none[] = {NULL};
     run(none, "", "keep", out, sizeof out, err, sizeof err);
@@ -279,6 +300,7 @@ static Suite *env_suite(void)
     tc = tcase_create("reports");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, verbose_reports_version_engine_guards_and_policy);
+    tcase_add_test(tc, verbose_says_whether_streams_move_huge_pages);
     tcase_add_test(tc, fallback_is_said_once_when_uffd_was_asked_for);
     tcase_add_test(tc, no_uring_is_reported_when_the_handler_starts);
     tcase_add_test(tc, show_stats_prints_the_statistics_at_exit);

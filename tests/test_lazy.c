@@ -9,7 +9,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -542,6 +544,276 @@ START_TEST(config_rejects_bad_values_and_changes_nothing)
 }
 END_TEST
 
+/* ---- huge-page streams (UFFDIO_MOVE of staged transparent huge pages) ---------------------- */
+
+#define HUGE_SZ ((size_t)2 << 20)
+
+/* KOSVMM_UFFD_MOVE as the library reads it (a boolean word; unset: on). */
+static bool move_knob_on(void)
+{
+    const char *v = getenv("KOSVMM_UFFD_MOVE");
+    return !v || !(strcmp(v, "0") == 0 || strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0 ||
+                   strcasecmp(v, "off") == 0);
+}
+
+/* Whether this kernel lets the engine move huge pages: THP not "never", and a userfaultfd that
+ * grants UFFD_FEATURE_MOVE (Linux 6.8+). Then, with the knob on, streams must get moves. */
+static bool kernel_can_move(void)
+{
+    char buf[128] = "";
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    if (strstr(buf, "[never]"))
+        return false;
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    int u = dev >= 0 ? ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC) : -1;
+    if (dev >= 0)
+        close(dev);
+    if (u < 0)
+        u = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+    if (u < 0)
+        return false;
+    struct uffdio_api api = {.api = UFFD_API, .features = 1ull << 16 /* UFFD_FEATURE_MOVE */};
+    bool ok = ioctl(u, UFFDIO_API, &api) == 0;
+    close(u);
+    return ok;
+}
+
+/* Case 0 of the loop tests turns moves off with the knob, before the engine starts (each test
+ * runs in its own forked process); case 1 keeps the environment's setting. */
+static bool moves_expected(int i)
+{
+    if (i == 0)
+        ck_assert_int_eq(setenv("KOSVMM_UFFD_MOVE", "0", 1), 0);
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    return uffd_engine() && move_knob_on() && kernel_can_move();
+}
+
+/* Writes word 0 of pages [first, first + n) in order and checks that the rest of each page came
+ * zeroed (a moved huge page is a staged one, never written). */
+static void stream_write(char *a, size_t first, size_t n, uint64_t seed)
+{
+    for (size_t i = first; i < first + n; i++) {
+        uint64_t *w = (uint64_t *)pg(a, i);
+        w[0] = seed * 1000003u + i;
+        ck_assert_msg(w[1] == 0 && pg(a, i)[tu_page() - 1] == 0, "page %zu not zero-filled", i);
+    }
+}
+
+static void stream_check(char *a, size_t first, size_t n, uint64_t seed)
+{
+    for (size_t i = first; i < first + n; i++)
+        ck_assert_msg(((uint64_t *)pg(a, i))[0] == seed * 1000003u + i, "page %zu lost its write", i);
+}
+
+START_TEST(huge_stream_fills_whole_extents_inside_the_lazy_span_only)
+{
+    bool expect = moves_expected(_i);
+    /* A region of 10 MiB and 3 pages (its edges at no 2 MiB boundary in general)... */
+    const size_t n = 10 * HUGE_SZ / tu_page() + 3;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    kosvmm_stats s0 = tu_stats();
+    stream_write(a, 0, n, 1);
+    kosvmm_stats s1 = tu_stats();
+    stream_check(a, 0, n, 1);
+    ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), (long)n);
+    if (expect)
+        ck_assert_uint_ge(s1.uffd_huge_moves - s0.uffd_huge_moves, 3);
+    else
+        ck_assert_uint_eq(s1.uffd_huge_moves, s0.uffd_huge_moves);
+    ck_assert_uint_ge(s1.uffd_pages_filled - s0.uffd_pages_filled, expect ? n - 1 : 0);
+    /* ...and a lazy span with reserved pages around it inside one region: the moves stay inside
+     * the span, the reserved pages get nothing. */
+    const size_t m = 12 * HUGE_SZ / tu_page(), lo = 5, hi = m - 7;
+    char *b = KnVmAllocate(RTL_NULL, m * tu_page(), VMM_FLAG_RESERVE | RW);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(KnVmCommit(pg(b, lo), (hi - lo) * tu_page(), RW), rcOk);
+    stream_write(b, lo, hi - lo, 2);
+    stream_check(b, lo, hi - lo, 2);
+    ck_assert_int_eq(tu_resident_pages(b, lo * tu_page()), 0);
+    ck_assert_int_eq(tu_resident_pages(pg(b, hi), (m - hi) * tu_page()), 0);
+    ck_assert_int_eq(tu_resident_pages(pg(b, lo), (hi - lo) * tu_page()), (long)(hi - lo));
+    kosvmm_stats s2 = tu_stats();
+    if (expect)
+        ck_assert_uint_ge(s2.uffd_huge_moves - s1.uffd_huge_moves, 3);
+    stream_check(a, 0, n, 1);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmUnmap(b, m * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(huge_stream_skips_extents_already_partly_populated)
+{
+    bool expect = moves_expected(_i);
+    const size_t n = 8 * HUGE_SZ / tu_page();
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    /* A page written in the middle of every extent first: no extent is wholly unpopulated, so
+     * the stream must copy around those pages, and keep them. */
+    for (size_t i = 300; i < n; i += HUGE_SZ / tu_page())
+        ((uint64_t *)pg(a, i))[5] = 0xabcdefu + i;
+    kosvmm_stats s0 = tu_stats();
+    for (size_t i = 0; i < n; i++)
+        ((uint64_t *)pg(a, i))[0] = i + 1;
+    kosvmm_stats s1 = tu_stats();
+    (void)expect;
+    ck_assert_uint_eq(s1.uffd_huge_moves, s0.uffd_huge_moves);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(((uint64_t *)pg(a, i))[0], i + 1);
+        ck_assert_uint_eq(((uint64_t *)pg(a, i))[5], i % (HUGE_SZ / tu_page()) == 300 ? 0xabcdefu + i : 0);
+    }
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(decommit_and_reset_inside_a_moved_huge_page)
+{
+    bool expect = moves_expected(_i);
+    const size_t n = 8 * HUGE_SZ / tu_page();
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    kosvmm_stats s0 = tu_stats();
+    stream_write(a, 0, n, 3);
+    if (expect)
+        ck_assert_uint_gt(tu_stats().uffd_huge_moves, s0.uffd_huge_moves);
+    /* The third 2 MiB extent inside the region: moved whole when moves are on. */
+    uintptr_t e = (((uintptr_t)a + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1)) + 2 * HUGE_SZ;
+    size_t x = (e - (uintptr_t)a) / tu_page();
+    ck_assert_uint_eq(KnVmDecommit(pg(a, x + 100), 16 * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmReset(pg(a, x + 300), 8 * tu_page()), rcOk);
+    ck_assert_int_eq(tu_resident_pages(pg(a, x + 100), 16 * tu_page()), 0);
+    ck_assert_int_eq(tu_resident_pages(pg(a, x + 300), 8 * tu_page()), 0);
+    /* Reset pages read zero; decommitted ones do once committed again; the rest kept its data. */
+    for (size_t i = x + 300; i < x + 308; i++)
+        ck_assert_uint_eq(((uint64_t *)pg(a, i))[0], 0);
+    ck_assert_uint_eq(KnVmCommit(pg(a, x + 100), 16 * tu_page(), RW), rcOk);
+    for (size_t i = x + 100; i < x + 116; i++) {
+        ck_assert_uint_eq(((uint64_t *)pg(a, i))[0], 0);
+        ((uint64_t *)pg(a, i))[0] = 3 * 1000003u + i;
+    }
+    for (size_t i = x + 300; i < x + 308; i++)
+        ((uint64_t *)pg(a, i))[0] = 3 * 1000003u + i;
+    stream_check(a, 0, n, 3);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+/* Resident kilobytes of this process's staging area: the private mappings marked wipe-on-fork. */
+static long wipeonfork_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    long rss = 0, total = 0;
+    while (fgets(line, sizeof line, f)) {
+        long v;
+        if (sscanf(line, "Rss: %ld kB", &v) == 1)
+            rss = v;
+        else if (strncmp(line, "VmFlags:", 8) == 0 && strstr(line, " wf"))
+            total += rss;
+    }
+    fclose(f);
+    return total;
+}
+
+struct streamer {
+    char *base;
+    size_t first, pages;
+    uint64_t seed;
+};
+
+static void *stream_thread(void *arg)
+{
+    struct streamer *w = arg;
+    for (size_t i = w->first; i < w->first + w->pages; i++)
+        ((volatile uint64_t *)pg(w->base, i))[0] = w->seed * 1000003u + i;
+    return NULL;
+}
+
+START_TEST(fork_while_staging_child_gets_no_staged_memory)
+{
+    bool expect = moves_expected(_i);
+    const size_t n = 32 * HUGE_SZ / tu_page();
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    stream_write(a, 0, 1024, 4); /* the engine and, with moves, its staging run */
+    struct streamer w = {a, 1024, n - 1024, 4};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, stream_thread, &w), 0);
+    for (int k = 0; k < 4; k++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            /* The staging area is empty here, and this child's own streams still work. */
+            TU_CHILD_CHECK(wipeonfork_rss_kb() == 0);
+            const size_t cn = 6 * HUGE_SZ / tu_page();
+            char *c = KnVmAllocate(RTL_NULL, cn * tu_page(), LAZY);
+            TU_CHILD_CHECK(c != NULL);
+            for (size_t i = 0; i < cn; i++) {
+                TU_CHILD_CHECK(((uint64_t *)pg(c, i))[0] == 0);
+                ((uint64_t *)pg(c, i))[0] = i ^ 0x5555;
+            }
+            for (size_t i = 0; i < cn; i++)
+                TU_CHILD_CHECK(((uint64_t *)pg(c, i))[0] == (i ^ 0x5555));
+            for (size_t i = 0; i < 1024; i++)
+                TU_CHILD_CHECK(((uint64_t *)pg(a, i))[0] == 4 * 1000003u + i);
+            _exit(0);
+        }
+        ck_assert_int_eq(tu_wait_child_for(pid, 60000), 0);
+    }
+    pthread_join(t, NULL);
+    stream_check(a, 0, n, 4);
+    /* The parent's own moves go on after the forks (a staged page shared with a child could not
+     * be moved any more). */
+    kosvmm_stats s0 = tu_stats();
+    const size_t m = 6 * HUGE_SZ / tu_page();
+    char *b = KnVmAllocate(RTL_NULL, m * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(b);
+    stream_write(b, 0, m, 5);
+    stream_check(b, 0, m, 5);
+    if (expect)
+        ck_assert_uint_gt(tu_stats().uffd_huge_moves, s0.uffd_huge_moves);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmUnmap(b, m * tu_page()), rcOk);
+}
+END_TEST
+
+/* Two and four threads, each streaming its own part: no write lost, and (issue 9) the windows
+ * grow for every stream, so far fewer faults than one per 64 pages. */
+START_TEST(streams_of_two_and_four_threads_lose_no_write)
+{
+    bool expect = moves_expected(_i % 2);
+    const int T = _i < 2 ? 2 : 4;
+    const size_t n = 32 * HUGE_SZ / tu_page();
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    pthread_t t[4];
+    struct streamer w[4];
+    kosvmm_stats s0 = tu_stats();
+    for (int i = 0; i < T; i++) {
+        w[i] = (struct streamer){a, n * (size_t)i / (size_t)T, n / (size_t)T, 6 + (uint64_t)i};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, stream_thread, &w[i]), 0);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(t[i], NULL);
+    kosvmm_stats s1 = tu_stats();
+    for (int i = 0; i < T; i++)
+        stream_check(a, w[i].first, w[i].pages, w[i].seed);
+    ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), (long)n);
+    if (expect) {
+        ck_assert_uint_gt(s1.uffd_huge_moves - s0.uffd_huge_moves, 8);
+        ck_assert_uint_lt((s1.uffd_faults - s0.uffd_faults) * 64, n);
+    }
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("lazy");
@@ -569,6 +841,15 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, read_from_a_pipe_into_untouched_lazy_memory, 0, 2);
     tcase_add_loop_test(tc, io_uring_read_into_untouched_lazy_memory, 0, 2);
     tcase_add_test(tc, reset_decommit_and_unmap_race_with_faults);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("huge_streams");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, huge_stream_fills_whole_extents_inside_the_lazy_span_only, 0, 2);
+    tcase_add_loop_test(tc, huge_stream_skips_extents_already_partly_populated, 0, 2);
+    tcase_add_loop_test(tc, decommit_and_reset_inside_a_moved_huge_page, 0, 2);
+    tcase_add_loop_test(tc, fork_while_staging_child_gets_no_staged_memory, 0, 2);
+    tcase_add_loop_test(tc, streams_of_two_and_four_threads_lose_no_write, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("process");

@@ -250,6 +250,7 @@ uint32_t kvmm_lazy_explain(bool probe, char *why, size_t size)
     kosvmm_lazy_config cfg;
     kvmm_lazy_config(&cfg);
     kvmm_uffd_no_uring();
+    kvmm_uffd_move_wanted();
     if (cfg.engine != KOSVMM_ENGINE_UFFD) {
         kvmm_format(why, size, "%s", kvmm_lazy_engine_from_environment() ? "KOSVMM_ENGINE=kernel"
                                                                           : "the configuration asks for it");

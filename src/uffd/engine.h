@@ -45,6 +45,8 @@ void kvmm_uffd_readahead_clear(void);
 
 /* Huge-page streams (huge.c). UFFD_FEATURE_MOVE's bit, for UFFDIO_API. */
 uint64_t kvmm_uffd_move_feature(void);
+/* KOSVMM_UFFD_MOVE (default on), read once. */
+bool kvmm_uffd_move_wanted(void);
 /* At the engine's start, with the features UFFDIO_API granted: reads KOSVMM_UFFD_MOVE, checks
  * THP, maps the staging area; says what it chose under KOSVMM_VERBOSE. Engine lock held. */
 void kvmm_uffd_huge_start(uint64_t features);

@@ -44,7 +44,7 @@ struct uffdio_move {
  * whole extents one at a time, so two streams in flight want two), plus one to move ahead with. */
 #define SLOTS 4u
 
-static bool knob = true, knob_read;
+static bool knob = true;
 static uint64_t features_granted;
 static bool thp_never, thp_always;
 static uintptr_t staging;            /* SLOTS * HUGE bytes, 2 MiB aligned; 0 when moves are off */
@@ -56,13 +56,18 @@ uint64_t kvmm_uffd_move_feature(void)
     return UFFD_FEATURE_MOVE;
 }
 
-/* Read with the engine lock held, at the engine's start, so the choice is made once per process. */
 static void read_knob(void)
 {
-    if (knob_read)
-        return;
-    knob_read = true;
     kvmm_env_bool("KOSVMM_UFFD_MOVE", &knob);
+}
+
+/* Read once: when the library is loaded if that asks the engine (kvmm_lazy_explain), so a bad
+ * value is warned about then, else at the engine's start. */
+bool kvmm_uffd_move_wanted(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_knob);
+    return knob;
 }
 
 /* THP "never" gives 512 small pages to the populate: a move of those still works, page by page,
@@ -82,7 +87,7 @@ static bool thp_available(bool *always)
 
 void kvmm_uffd_huge_start(uint64_t features)
 {
-    read_knob();
+    kvmm_uffd_move_wanted();
     features_granted = features;
     thp_never = !thp_available(&thp_always);
     const char *why = NULL;

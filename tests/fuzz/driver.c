@@ -1313,6 +1313,63 @@ static void op_query_null(void)
 }
 
 /* One operation. The weights favour the range calls and writes, which change page state most. */
+/*
+ * A lazily committed region of a few MiB, outside the model (which keeps regions small): the lazy
+ * engine's long streams, with their whole 2 MiB extents moved in (UFFDIO_MOVE) or copied, up and
+ * down, mixed with decommit + recommit and reset in the middle of filled extents. Checked
+ * against a shadow of one word per page after every step, and gone again before the model's
+ * own checks run.
+ */
+static void op_big_stream(src *s)
+{
+    const size_t P = D.P, H = (size_t)2 << 20;
+    const size_t n = (H / P) * (2 + rnd(s, 4)) + rnd(s, 512);
+    const int rw = VMM_FLAG_READ | VMM_FLAG_WRITE;
+    oplog("big lazy region of %zu pages: streams, decommit, reset", n);
+    char *a = KnVmAllocate(RTL_NULL, n * P, VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | rw);
+    EXPECT(a != NULL, "KnVmAllocate of a %zu-page lazy region failed: %#x", n, kosvmm_last_error());
+    D.c.calls_ok++;
+    uint64_t *shadow = calloc(n, sizeof *shadow);
+    EXPECT(shadow != NULL, "out of memory");
+    uint32_t rounds = 3 + rnd(s, 4);
+    for (uint32_t r = 0; r < rounds; r++) {
+        size_t lo = rnd(s, (uint32_t)n), len;
+        switch (rnd(s, 4)) {
+        case 0:
+        case 1: {
+            len = 1 + rnd(s, (uint32_t)(n - lo));
+            int down = rnd(s, 4) == 0;
+            uint64_t tag = (uint64_t)D.step << 20 | r << 16;
+            for (size_t k = 0; k < len; k++) {
+                size_t i = down ? lo + len - 1 - k : lo + k;
+                shadow[i] = tag ^ (i + 1);
+                ((volatile uint64_t *)(a + i * P))[0] = shadow[i];
+            }
+            break;
+        }
+        case 2:
+            len = 1 + rnd(s, (uint32_t)(n - lo < 64 ? n - lo : 64));
+            expect_rc("KnVmDecommit (big region)", KnVmDecommit(a + lo * P, len * P), rcOk, rcOk);
+            expect_rc("KnVmCommit (big region)", KnVmCommit(a + lo * P, len * P, rw), rcOk, rcOk);
+            memset(shadow + lo, 0, len * sizeof *shadow);
+            break;
+        default:
+            len = 1 + rnd(s, (uint32_t)(n - lo < 600 ? n - lo : 600));
+            expect_rc("KnVmReset (big region)", KnVmReset(a + lo * P, len * P), rcOk, rcOk);
+            memset(shadow + lo, 0, len * sizeof *shadow);
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const volatile uint64_t *w = (const volatile uint64_t *)(a + i * P);
+            EXPECT(w[0] == shadow[i] && w[1] == 0, "big region page %zu of %zu: word %#llx, want %#llx (and 0 after it)",
+                   i, n, (unsigned long long)w[0], (unsigned long long)shadow[i]);
+        }
+        D.c.checks++;
+    }
+    free(shadow);
+    expect_rc("KnVmUnmap (big region)", KnVmUnmap(a, n * P), rcOk, rcOk);
+}
+
 static void step(src *s)
 {
     uint32_t k = rnd(s, 100);
@@ -1354,6 +1411,8 @@ static void step(src *s)
         op_from_vm(s, 1);
     else if (k < 99)
         op_seg_from_buf(s);
+    else if (D.step % 2)
+        op_big_stream(s);
     else
         op_query_null();
     check_all(D.step % 16 == 0);
