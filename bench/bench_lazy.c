@@ -126,6 +126,7 @@ struct sample {
     double ns;             /* wall time of the timed part */
     double minflt, uffd_faults, filled, readahead, fill_ns, resident, window;
     double thp_bytes, pinned_bytes;   /* what the eager commit got: huge pages, mlock */
+    double huge_moves, staged;        /* uffd huge-page streams: 2 MiB extents moved in, pages staged ahead */
     int engine_seen;       /* stats.lazy_engine once the lazy region was allocated, -1 for other methods */
 };
 
@@ -462,6 +463,8 @@ static void measure(struct bcase *c, int m, struct sample *s)
     s->window = is_uffd(m) ? (double)st1.lazy_window : 0;
     s->thp_bytes = (double)st1.thp_bytes - (double)st0.thp_bytes;
     s->pinned_bytes = (double)st1.pinned_bytes - (double)st0.pinned_bytes;
+    s->huge_moves = (double)(st1.uffd_huge_moves - st0.uffd_huge_moves);
+    s->staged = (double)(st1.uffd_staged_pages - st0.uffd_staged_pages);
     s->resident = (double)resident_pages(base, c->size);
     region_release(&r, c->size);
 }
@@ -484,6 +487,8 @@ struct summary {
     double ns_page, ns_min, ns_max;    /* per touched page (per committed page for the commit case) */
     double ratio, ratio_min, ratio_max; /* against the case's baseline, median and per-round range */
     double minflt, uffd_faults, filled, readahead, fill_ns, resident, window, thp_bytes, pinned_bytes;
+    double huge_moves, staged;
+    double thp_ratio, thp_ratio_min, thp_ratio_max; /* against native THP of the same case, when it ran */
 };
 
 static int baseline_of(const struct bcase *c) { return c->pattern == P_COMMIT ? M_POPULATE : M_NATIVE; }
@@ -525,6 +530,19 @@ static void summarize(const struct bcase *c, int m, int rounds, struct summary *
     out->window = MED(s, rounds, window);
     out->thp_bytes = MED(s, rounds, thp_bytes);
     out->pinned_bytes = MED(s, rounds, pinned_bytes);
+    out->huge_moves = MED(s, rounds, huge_moves);
+    out->staged = MED(s, rounds, staged);
+    if (c->run[M_THP] && c->pattern != P_COMMIT) {
+        const struct sample *t = c->s[M_THP];
+        out->thp_ratio = out->ns_page / (MED(t, rounds, ns) / div);
+        for (int r = 0; r < rounds; r++) {
+            double q = s[r].ns / t[r].ns;
+            if (r == 0 || q < out->thp_ratio_min)
+                out->thp_ratio_min = q;
+            if (r == 0 || q > out->thp_ratio_max)
+                out->thp_ratio_max = q;
+        }
+    }
 }
 
 static const char *fmt_ns(double ns, char *buf, size_t len)
@@ -574,7 +592,7 @@ static void print_case(const struct bcase *c, int rounds, FILE *csv)
         if (!c->run[m]) {
             printf("  %-22s n/a (engine unavailable: %s)\n", method_name[m], uffd_reason_short);
             if (csv)
-                fprintf(csv, "%s,%zu,%d,%s,%zu,%d,,,,,,,,,,,,,,,\"n/a (engine unavailable: %s)\"\n",
+                fprintf(csv, "%s,%zu,%d,%s,%zu,%d,,,,,,,,,,,,,,,\"n/a (engine unavailable: %s)\",,\n",
                         pattern_key[c->pattern], c->size, c->threads, method_key[m], c->touched, rounds, uffd_reason);
             continue;
         }
@@ -608,11 +626,17 @@ static void print_case(const struct bcase *c, int rounds, FILE *csv)
                c->pattern == P_COMMIT ? commit_method_name[m] : method_name[m],
                fmt_ns(s.ns_page, d, sizeof d), range, ratio, s.minflt, uf, fl, ra, s.resident, rt, warn);
         if (csv)
-            fprintf(csv, "%s,%zu,%d,%s,%zu,%d,%.1f,%.1f,%.1f,%.4f,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.4f,%.0f,%s\n",
+            fprintf(csv, "%s,%zu,%d,%s,%zu,%d,%.1f,%.1f,%.1f,%.4f,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.4f,%.0f,%s,%.0f,%.0f\n",
                     pattern_key[c->pattern], c->size, c->threads, method_key[m], c->touched, rounds, s.ns_page,
                     s.ns_min, s.ns_max, s.ratio, s.ratio_min, s.ratio_max, s.minflt, s.uffd_faults, s.filled,
                     s.readahead, s.fill_ns, s.resident, c->touched ? s.resident / (double)c->touched : 0.0, s.window,
-                    kernel_seen ? "kernel_engine" : *warn ? "no_uffd_faults" : "ok");
+                    kernel_seen ? "kernel_engine" : *warn ? "no_uffd_faults" : "ok", s.huge_moves, s.staged);
+    }
+    if (c->run[M_UFFD_DEF] && c->pattern != P_COMMIT) {
+        struct summary s;
+        summarize(c, M_UFFD_DEF, rounds, &s);
+        printf("  lazy uffd default, huge-page streams: %.0f extents of 2 MiB moved in (UFFDIO_MOVE), %.0f pages staged "
+               "ahead; %.2fx native THP\n", s.huge_moves, s.staged, s.thp_ratio);
     }
     if (c->pattern == P_COMMIT && c->run[M_EAGER]) {
         struct summary s;
@@ -715,15 +739,24 @@ static void print_goals(int rounds, const int *tcounts, int ntc, size_t seq_size
         if (!c)
             continue;
         if (!uffd_ok) {
-            printf("  NOT MEASURED  sequential first-touch write %s, default uffd, %d thread%s: <= 0.75x native 4K: "
-                   "engine unavailable (%s)%s\n", sz, tcounts[t], tcounts[t] == 1 ? "" : "s", uffd_reason, seq_note);
+            printf("  NOT MEASURED  sequential first-touch write %s, default uffd, %d thread%s: <= %.2fx native 4K: "
+                   "engine unavailable (%s)%s\n", sz, tcounts[t], tcounts[t] == 1 ? "" : "s", tcounts[t] == 1 ? 0.45 : 0.75,
+                   uffd_reason, seq_note);
             continue;
         }
         struct summary s;
         summarize(c, M_UFFD_DEF, rounds, &s);
+        /* Issue 9: one thread within what staging a huge page costs against a 4 KiB fault (~0.37x on a
+         * 2-vCPU VM); more threads share the CPUs with the one handler. */
+        double goal = tcounts[t] == 1 ? 0.45 : 0.75;
         printf("  %-12s  sequential first-touch write %s, default uffd, %d thread%s unpinned: %.2fx (%.2fx..%.2fx) "
-               "native 4K, goal <= 0.75x%s\n", s.ratio <= 0.75 ? "PASS" : "MISS", sz, tcounts[t],
-               tcounts[t] == 1 ? "" : "s", s.ratio, s.ratio_min, s.ratio_max, seq_note);
+               "native 4K, goal <= %.2fx%s\n", s.ratio <= goal ? "PASS" : "MISS", sz, tcounts[t],
+               tcounts[t] == 1 ? "" : "s", s.ratio, s.ratio_min, s.ratio_max, goal, seq_note);
+        if (c->run[M_THP])
+            printf("  %-12s  sequential first-touch write %s, default uffd, %d thread%s: %.2fx (%.2fx..%.2fx) native "
+                   "MADV_HUGEPAGE first touch, goal < 1x (%.0f huge extents moved, %.0f pages staged ahead)\n",
+                   s.thp_ratio < 1.0 ? "PASS" : "MISS", sz, tcounts[t], tcounts[t] == 1 ? "" : "s", s.thp_ratio,
+                   s.thp_ratio_min, s.thp_ratio_max, s.huge_moves, s.staged);
     }
     for (int t = 0; t < ntc; t++) {
         const struct bcase *c = find_case(P_SPARSE10_W, tcounts[t]);
@@ -731,15 +764,15 @@ static void print_goals(int rounds, const int *tcounts, int ntc, size_t seq_size
             continue;
         if (!uffd_ok) {
             printf("  NOT MEASURED  random-sparse 10%%, default uffd, %d thread%s: resident <= 1.5x touched and "
-                   "<= 3x native 4K: engine unavailable (%s)\n", tcounts[t], tcounts[t] == 1 ? "" : "s", uffd_reason);
+                   "<= 1.25x native 4K: engine unavailable (%s)\n", tcounts[t], tcounts[t] == 1 ? "" : "s", uffd_reason);
             continue;
         }
         struct summary s;
         summarize(c, M_UFFD_DEF, rounds, &s);
         double res = s.resident / (double)c->touched;
-        int pass = res <= 1.5 && s.ratio <= 3.0;
+        int pass = res <= 1.5 && s.ratio <= 1.25;
         printf("  %-12s  random-sparse 10%%, default uffd, %d thread%s: resident %.2fx touched (goal <= 1.5x), "
-               "time %.2fx (%.2fx..%.2fx) native 4K (goal <= 3x)\n", pass ? "PASS" : "MISS", tcounts[t],
+               "time %.2fx (%.2fx..%.2fx) native 4K (goal <= 1.25x)\n", pass ? "PASS" : "MISS", tcounts[t],
                tcounts[t] == 1 ? "" : "s", res, s.ratio, s.ratio_min, s.ratio_max);
     }
     const struct bcase *c = find_case(P_COMMIT, 1);
@@ -1001,7 +1034,8 @@ int main(int argc, char **argv)
                 uffd_ok ? "available" : "UNAVAILABLE", wsz);
         fprintf(csv, "pattern,size_bytes,threads,method,touched_pages,rounds,ns_per_page_median,ns_per_page_min,"
                      "ns_per_page_max,ratio_to_baseline,ratio_min,ratio_max,minflt,uffd_faults,uffd_pages_filled,"
-                     "uffd_readahead_pages,uffd_fill_ns,resident_pages,resident_per_touched,lazy_window,status\n");
+                     "uffd_readahead_pages,uffd_fill_ns,resident_pages,resident_per_touched,lazy_window,status,"
+                     "uffd_huge_moves,uffd_staged_pages\n");
     }
     for (int i = 0; i < ncases; i++)
         print_case(&cases[i], rounds, csv);
