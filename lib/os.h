@@ -53,6 +53,11 @@ int kvmm_os_map_zeros(size_t len, uintptr_t *out);
  * (MADV_HUGEPAGE); returns the bytes advised, 0 when there is no aligned extent or the kernel
  * refused. Splits the kernel mapping at the extent's edges. */
 size_t kvmm_os_advise_huge(uintptr_t addr, size_t len);
+/* Keeps the kernel from making transparent huge pages in [addr, addr + len) (MADV_NOHUGEPAGE). */
+int kvmm_os_advise_no_huge(uintptr_t addr, size_t len);
+/* Private scratch memory for huge pages that a forked child must neither see nor share:
+ * MADV_HUGEPAGE and MADV_WIPEONFORK (Linux 4.14) on [addr, addr + len). */
+int kvmm_os_advise_staging(uintptr_t addr, size_t len);
 
 /* munmap. May fail with -ENOMEM when it must split a mapping past vm.max_map_count. */
 int kvmm_os_release(uintptr_t addr, size_t len);

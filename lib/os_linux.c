@@ -108,6 +108,17 @@ size_t kvmm_os_advise_huge(uintptr_t addr, size_t len)
     return hi - lo;
 }
 
+int kvmm_os_advise_no_huge(uintptr_t addr, size_t len)
+{
+    return os_result(madvise((void *)addr, len, MADV_NOHUGEPAGE));
+}
+
+int kvmm_os_advise_staging(uintptr_t addr, size_t len)
+{
+    int rc = os_result(madvise((void *)addr, len, MADV_HUGEPAGE));
+    return rc ? rc : os_result(madvise((void *)addr, len, MADV_WIPEONFORK));
+}
+
 int kvmm_os_release(uintptr_t addr, size_t len)
 {
     return os_result(munmap((void *)addr, len));

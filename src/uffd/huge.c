@@ -35,9 +35,6 @@ struct uffdio_move {
 #ifndef UFFDIO_MOVE_MODE_DONTWAKE
 #define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
 #endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 #define HUGE ((uintptr_t)KVMM_HUGE_PAGE)
 /* Staged huge pages kept ready: one per stream the handler may be feeding at once (streams move
@@ -104,9 +101,8 @@ void kvmm_uffd_huge_start(uint64_t features)
         if (kvmm_os_reserve_aligned(SLOTS * HUGE, HUGE, 0, &raw) == 0) {
             /* WIPEONFORK: a child must neither see nor share the staged pages, and a THP shared
              * with a child could not be moved any more (EBUSY: not exclusive). */
-            if (mprotect((void *)raw, SLOTS * HUGE, PROT_READ | PROT_WRITE) == 0 &&
-                madvise((void *)raw, SLOTS * HUGE, MADV_HUGEPAGE) == 0 &&
-                madvise((void *)raw, SLOTS * HUGE, MADV_WIPEONFORK) == 0)
+            if (kvmm_os_protect(raw, SLOTS * HUGE, PROT_READ | PROT_WRITE) == 0 &&
+                kvmm_os_advise_staging(raw, SLOTS * HUGE) == 0)
                 staging = raw;
             else
                 kvmm_os_release(raw, SLOTS * HUGE);
@@ -144,7 +140,7 @@ void kvmm_uffd_huge_advise(uintptr_t lo, uintptr_t hi)
         return;
     uintptr_t a = (lo + HUGE - 1) & ~(HUGE - 1), b = hi & ~(HUGE - 1);
     if (a < b)
-        (void)madvise((void *)a, b - a, MADV_NOHUGEPAGE);
+        (void)kvmm_os_advise_no_huge(a, b - a);
 }
 
 /* Whether the 2 MiB extent at e can receive a staged huge page: wholly inside one lazy span
@@ -207,10 +203,10 @@ bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, u
 static int stage(unsigned i)
 {
     uintptr_t s = staging + i * HUGE;
-    if (madvise((void *)s, HUGE, MADV_POPULATE_WRITE) != 0) {
-        int err = errno;
-        (void)madvise((void *)s, HUGE, MADV_DONTNEED);
-        return -err;
+    int rc = kvmm_os_populate(s, HUGE);
+    if (rc) {
+        (void)kvmm_os_discard(s, HUGE);
+        return rc;
     }
     ready[i] = true;
     return 0;
@@ -271,6 +267,6 @@ long kvmm_uffd_move(uintptr_t dst, bool dont_wake)
         kvmm_count(uffd_pages_filled, (uint64_t)m.move / P);
     /* Part-way (a destination page appeared, or the range changed): the slot is no longer one
      * whole zeroed THP. Emptied, to be staged again; the caller copies what is still missing. */
-    (void)madvise((void *)src, HUGE, MADV_DONTNEED);
+    (void)kvmm_os_discard(src, HUGE);
     return rc;
 }
