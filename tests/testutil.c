@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -175,6 +176,15 @@ void tu_wait_child_ok(pid_t pid)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %#x", status);
+}
+
+void *tu_in_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    void *result;
+    ck_assert_int_eq(pthread_create(&t, NULL, fn, arg), 0);
+    ck_assert_int_eq(pthread_join(t, &result), 0);
+    return result;
 }
 
 int tu_wait_child_for(pid_t pid, int timeout_ms)

@@ -70,6 +70,10 @@ int tu_block_userfaultfd(void);
         }                                                                                    \
     } while (0)
 
+/* Runs fn(arg) in a new thread, waits for it and returns its result; asserts that the thread
+ * starts and is joined. For what depends on the calling thread: per-thread heaps, thread exit. */
+void *tu_in_thread(void *(*fn)(void *), void *arg);
+
 /* Reaps pid and asserts it exited with status 0. */
 void tu_wait_child_ok(pid_t pid);
 
