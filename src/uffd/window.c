@@ -230,7 +230,8 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid, bool write)
      * the region unknown or demoted meanwhile, or the page no longer lazy. The faulting page is
      * still filled, alone: a missing page of a registered mapping reads as zero whatever it
      * backs (anonymous or memfd), so this is always right, and a fault never returns without
-     * progress, which could otherwise repeat forever. */
+     * progress, which could otherwise repeat forever. Its neighbours are not: which of them are
+     * lazy is known only under the region lock, so the SDK's "before and after" waits for it. */
     if (!planned)
         first = fill(page, page + P, true);
     /* The kernel found no memory for the page (the cgroup's limit with nothing it may kill).
