@@ -246,8 +246,11 @@ START_TEST(read_pass_maps_zero_pages_and_costs_no_memory)
     assert_read_pass_backs(a, n, 0);
     ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), (long)n); /* mincore counts zero pages */
     if (uffd_engine() && _i) {
-        /* The whole process's anonymous memory grew by less than 5% of the region read. */
-        ck_assert_int_lt(rss1 - rss0, (long)(n * tu_page() / 1024 / 20));
+        /* The whole process's anonymous memory grew by less than 5% of the region read. ASan
+         * reads its shadow of the region (an eighth of it) at every access, which a kernel that
+         * gives read faults a page of their own then backs: that is not kosvmm's. */
+        long shadow_kb = TU_SANITIZED ? (long)(n * tu_page() / 1024 / 8) : 0;
+        ck_assert_int_lt(rss1 - rss0, (long)(n * tu_page() / 1024 / 20) + shadow_kb);
         ck_assert_uint_ge(s1.uffd_zero_pages - s0.uffd_zero_pages, n);
         ck_assert_uint_eq(s1.uffd_zero_pages - s0.uffd_zero_pages, s1.uffd_pages_filled - s0.uffd_pages_filled);
         ck_assert_uint_lt(s1.uffd_faults - s0.uffd_faults, n / 16); /* windowed, as writes are */
