@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,29 @@ long tu_resident_pages(const void *addr, size_t len)
             count += vec[i] & 1;
     }
     free(vec);
+    return count;
+}
+
+long tu_backed_pages(const void *addr, size_t len)
+{
+    const uint64_t present = 1ull << 63, exclusive = 1ull << 56;
+    size_t page = tu_page(), first = (uintptr_t)addr / page, pages = (len + page - 1) / page;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    long count = 0;
+    uint64_t ent[512];
+    for (size_t i = 0; i < pages && count >= 0;) {
+        size_t n = pages - i < 512 ? pages - i : 512;
+        if (pread(fd, ent, n * sizeof ent[0], (off_t)((first + i) * sizeof ent[0])) != (ssize_t)(n * sizeof ent[0])) {
+            count = -1;
+            break;
+        }
+        for (size_t k = 0; k < n; k++)
+            count += (ent[k] & (present | exclusive)) == (present | exclusive);
+        i += n;
+    }
+    close(fd);
     return count;
 }
 
