@@ -99,6 +99,30 @@ static struct kvmm_stream *new_stream(struct kvmm_lazy *lz)
     return victim;
 }
 
+/*
+ * The SDK commits "the page containing the queried address and several pages before and after
+ * this address" on a lazy fault. A window grows one way only, so a fault that starts a stream
+ * (the first in an untouched region, or random access before demotion) also gets the page on its
+ * other side: at least one page before and one after, within the lazy span. Random access pays
+ * for that only until its region is demoted to kernel paging, which fills one page a fault.
+ */
+static void fill_around_first_fault(struct kvmm_stream *s, uintptr_t page, uintptr_t ext_lo, uintptr_t ext_hi,
+                                    uintptr_t *now_lo, uintptr_t *now_hi)
+{
+    const uintptr_t P = page_size();
+    uintptr_t lo = page > ext_lo ? page - P : page;
+    uintptr_t hi = ext_hi - page > P ? page + 2 * P : page + P;
+    *now_lo = lo < *now_lo ? lo : *now_lo;
+    *now_hi = hi > *now_hi ? hi : *now_hi;
+    s->lo = *now_lo < s->lo ? *now_lo : s->lo;
+    s->hi = *now_hi > s->hi ? *now_hi : s->hi;
+    /* The background fill starts past what this fault fills. */
+    if (s->dir > 0 && s->next < *now_hi)
+        s->next = *now_hi;
+    if (s->dir < 0 && s->next > *now_lo)
+        s->next = *now_lo;
+}
+
 static void demote(struct kvmm_region *r)
 {
     /* Unregistering wakes every thread waiting on the range; they retry as ordinary faults. */
@@ -113,13 +137,13 @@ static void demote(struct kvmm_region *r)
  * faulting page at once, when it can be moved in; and a copy never spills into a movable extent,
  * which would leave it partly populated. The stream's range then covers what was filled.
  */
-static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, bool hit, uintptr_t page,
-                      uintptr_t *now_lo, uintptr_t *now_hi, bool *huge)
+static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, uintptr_t page, uintptr_t *now_lo,
+                      uintptr_t *now_hi, bool *huge)
 {
     uintptr_t e;
     if (!kvmm_uffd_move_on())
         return;
-    if (hit && kvmm_uffd_huge_extent(r, page, s->window, &e)) {
+    if (kvmm_uffd_huge_extent(r, page, s->window, &e)) {
         *now_lo = e;
         *now_hi = e + KVMM_HUGE_PAGE;
         s->lo = s->lo < e ? s->lo : e;
@@ -135,7 +159,7 @@ static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, bool h
  * page) and what is left to background fill in the stream. r is locked. Returns false when r
  * was demoted instead.
  */
-static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config *cfg,
+static bool plan(struct kvmm_region *r, uintptr_t page, bool write, const kosvmm_lazy_config *cfg,
                  uintptr_t *now_lo, uintptr_t *now_hi, bool *huge)
 {
     const uintptr_t P = page_size();
@@ -148,7 +172,7 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
     }
     int dir = 0;
     struct kvmm_stream *s = find_stream(lz, page, &dir);
-    bool hit = s != NULL;
+    const bool first = !s;
     *huge = false;
     if (s) {
         lz->misses = 0;
@@ -167,6 +191,7 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
     }
     s->used = ++lz->clock;
     s->dir = dir;
+    s->zero = !write;
     uintptr_t span = (uintptr_t)s->window * P;
     uintptr_t ahead = cfg->readahead && s->window >= READAHEAD_FROM ? span : 0;
     if (dir > 0) {
@@ -174,22 +199,31 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
         s->hi = clamp(page + span + ahead, page + P, ext_hi);
         *now_lo = page;
         *now_hi = clamp(page + KVMM_UFFD_CHUNK, page + P, s->hi);
+        s->next = *now_hi;
     } else {
         s->hi = page + P;
         s->lo = clamp(page + P - span - ahead, ext_lo, page);
         *now_hi = page + P;
         *now_lo = clamp(page + P - KVMM_UFFD_CHUNK, s->lo, page);
+        s->next = *now_lo;
     }
-    plan_huge(r, s, hit, page, now_lo, now_hi, huge);
-    s->next = dir > 0 ? *now_hi : *now_lo;
+    if (first)
+        fill_around_first_fault(s, page, ext_lo, ext_hi, now_lo, now_hi);
+    /* Writes only: a read stream maps the shared zero page, which costs no memory at all. Not on
+     * a first fault either, whose pages before and after the SDK asks for. */
+    else if (write) {
+        plan_huge(r, s, page, now_lo, now_hi, huge);
+        s->next = dir > 0 ? *now_hi : *now_lo;
+    }
     if (s->next != (dir > 0 ? s->hi : s->lo))
         add_pending(r->node.key);
     __atomic_store_n(&kvmm_counters.lazy_window, s->window, __ATOMIC_RELAXED);
     return true;
 }
 
-void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
+void kvmm_uffd_serve(uintptr_t addr, pid_t tid, bool write)
 {
+    long (*const fill)(uintptr_t, uintptr_t, bool) = write ? kvmm_uffd_fill : kvmm_uffd_zero;
     const uintptr_t P = page_size();
     const uintptr_t page = addr & ~(P - 1);
     kvmm_count(uffd_faults, 1);
@@ -207,7 +241,7 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
         }
         bool huge = false;
         if (r && pthread_mutex_trylock(&r->lock) == 0) {
-            if (kvmm_uffd_active(r) && plan(r, page, &cfg, &lo, &hi, &huge) && lo < hi) {
+            if (kvmm_uffd_active(r) && plan(r, page, write, &cfg, &lo, &hi, &huge) && lo < hi) {
                 planned = true;
                 /* A whole extent: the faulting thread waits only for the move, which wakes it. */
                 if (huge && (first = kvmm_uffd_move(lo, false)) > 0)
@@ -218,11 +252,11 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
                  * (a window may cross several), and without waking its thread, which resumes once
                  * its whole first chunk is there instead of faulting again on the next page. */
                 if (lo < hi)
-                    first = kvmm_uffd_fill(page, page + P, true);
+                    first = fill(page, page + P, true);
                 if (lo < page && first >= 0)
-                    kvmm_uffd_fill(lo, page, false);
+                    fill(lo, page, false);
                 if (page + P < hi && first >= 0)
-                    kvmm_uffd_fill(page + P, hi, false);
+                    fill(page + P, hi, false);
             }
             pthread_mutex_unlock(&r->lock);
         }
@@ -232,9 +266,10 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
      * the region unknown or demoted meanwhile, or the page no longer lazy. The faulting page is
      * still filled, alone: a missing page of a registered mapping reads as zero whatever it
      * backs (anonymous or memfd), so this is always right, and a fault never returns without
-     * progress, which could otherwise repeat forever. */
+     * progress, which could otherwise repeat forever. Its neighbours are not: which of them are
+     * lazy is known only under the region lock, so the SDK's "before and after" waits for it. */
     if (!planned)
-        first = kvmm_uffd_fill(page, page + P, true);
+        first = fill(page, page + P, true);
     /* The kernel found no memory for the page (the cgroup's limit with nothing it may kill).
      * Waking the thread would only fault again, forever: it gets SIGBUS, as KasperskyOS ends a
      * process whose lazy commit cannot be backed ("Unhandled Overcommit"). */
@@ -268,7 +303,8 @@ static bool fill_stream_chunk(struct kvmm_region *r)
         lo = clamp(lo, ext_lo, ext_hi);
         hi = clamp(hi, ext_lo, ext_hi);
         long n = -1;
-        if (lo < hi && kvmm_uffd_huge_chunk(r, s->dir, s->window >= KVMM_UFFD_MOVE_FROM_WINDOW, &lo, &hi)) {
+        if (lo < hi && !s->zero &&
+            kvmm_uffd_huge_chunk(r, s->dir, s->window >= KVMM_UFFD_MOVE_FROM_WINDOW, &lo, &hi)) {
             n = kvmm_uffd_move(lo, false);
             /* The stream's range grows to the whole extent moved. */
             if (s->dir > 0 && hi > s->hi)
@@ -277,7 +313,7 @@ static bool fill_stream_chunk(struct kvmm_region *r)
                 s->lo = end = lo;
         }
         if (n < 0)
-            n = lo < hi ? kvmm_uffd_fill(lo, hi, false) : 0;
+            n = lo < hi ? (s->zero ? kvmm_uffd_zero : kvmm_uffd_fill)(lo, hi, false) : 0;
         if (n > 0)
             kvmm_count(uffd_readahead_pages, n);
         /* Stop the stream at the end of its lazy span, or when the range went away. */
