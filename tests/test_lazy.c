@@ -744,7 +744,7 @@ static void *fault_storm(void *arg)
 static void *read_config(void *arg)
 {
     struct racer *r = arg;
-    kosvmm_lazy_config c;
+    kosvmm_lazy_config c = {.size = sizeof c};
     atomic_fetch_add(&r->started, 1);
     while (!atomic_load(&r->stop))
         kosvmm_get_lazy_config(&c);
@@ -1059,13 +1059,16 @@ struct streamer {
     char *base;
     size_t first, pages;
     uint64_t seed;
+    atomic_size_t done; /* pages written so far */
 };
 
 static void *stream_thread(void *arg)
 {
     struct streamer *w = arg;
-    for (size_t i = w->first; i < w->first + w->pages; i++)
+    for (size_t i = w->first; i < w->first + w->pages; i++) {
         ((volatile uint64_t *)pg(w->base, i))[0] = w->seed * 1000003u + i;
+        atomic_store_explicit(&w->done, i + 1 - w->first, memory_order_relaxed);
+    }
     return NULL;
 }
 
@@ -1076,9 +1079,13 @@ START_TEST(fork_while_staging_child_gets_no_staged_memory)
     char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
     stream_write(a, 0, 1024, 4); /* the engine and, with moves, its staging run */
-    struct streamer w = {a, 1024, n - 1024, 4};
+    struct streamer w = {a, 1024, n - 1024, 4, 0};
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, stream_thread, &w), 0);
+    /* Forks only once the writer runs its loop, not while it is still starting: a thread being
+     * started holds the sanitizer runtime's locks, which a child would then wait for forever. */
+    while (atomic_load(&w.done) == 0)
+        sched_yield();
     for (int k = 0; k < 4; k++) {
         pid_t pid = fork();
         ck_assert_int_ge(pid, 0);
@@ -1130,7 +1137,7 @@ START_TEST(streams_of_two_and_four_threads_lose_no_write)
     struct streamer w[4];
     kosvmm_stats s0 = tu_stats();
     for (int i = 0; i < T; i++) {
-        w[i] = (struct streamer){a, n * (size_t)i / (size_t)T, n / (size_t)T, 6 + (uint64_t)i};
+        w[i] = (struct streamer){a, n * (size_t)i / (size_t)T, n / (size_t)T, 6 + (uint64_t)i, 0};
         ck_assert_int_eq(pthread_create(&t[i], NULL, stream_thread, &w[i]), 0);
     }
     for (int i = 0; i < T; i++)
