@@ -87,6 +87,11 @@ uint32_t kvmm_channel_table_pages(const kosvmm_channel *ch)
     return n;
 }
 
+static void unlock_mutex(void *mutex)
+{
+    pthread_mutex_unlock(mutex);
+}
+
 static int channel_new(int fd, kosvmm_channel **out)
 {
     kosvmm_channel *ch = malloc(sizeof *ch);
@@ -261,9 +266,11 @@ static int send_handle(kosvmm_channel *channel, Handle handle, uint32_t mask, co
     if (rc)
         return rc;
     kvmm_channel_fork_check(channel);
+    /* sendmsg is a cancellation point: a cancelled sender must not keep the channel locked. */
     pthread_mutex_lock(&channel->tx_lock);
+    pthread_cleanup_push(unlock_mutex, &channel->tx_lock);
     rc = kvmm_wire_send(channel->fd, &channel->tx, &e, payload, size);
-    pthread_mutex_unlock(&channel->tx_lock);
+    pthread_cleanup_pop(1);
     kvmm_mdl_export_return(lender);
     return rc;
 }
@@ -308,10 +315,13 @@ static int channel_recv(kosvmm_channel *channel, Handle *handle, void *payload, 
     struct kvmm_wire_rxbuf rx; /* header + largest payload: 4 KiB of stack, no allocation per message */
     struct kvmm_wire_msg m;
     Handle h;
+    int rc;
     kvmm_channel_fork_check(channel);
+    /* recvmsg is a cancellation point: a cancelled receiver must not keep the channel locked. */
     pthread_mutex_lock(&channel->rx_lock);
-    int rc = kvmm_wire_recv(channel->fd, &rx, &channel->rx, &m, capacity);
-    pthread_mutex_unlock(&channel->rx_lock);
+    pthread_cleanup_push(unlock_mutex, &channel->rx_lock);
+    rc = kvmm_wire_recv(channel->fd, &rx, &channel->rx, &m, capacity);
+    pthread_cleanup_pop(1);
     if (rc == 0)
         rc = kvmm_channel_deliver(&m, handle ? &h : NULL);
     if (rc)
