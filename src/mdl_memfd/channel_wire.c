@@ -150,7 +150,7 @@ int kvmm_wire_send(int sock, struct kvmm_wire_txtable *tx, const struct kvmm_mdl
     struct {
         _Alignas(struct cmsghdr) char buf[CMSG_SPACE(sizeof(int) * KVMM_WIRE_MAX_FDS)];
     } control;
-    struct iovec iov[2] = {{&h, sizeof h}, {(void *)payload, size}};
+    struct iovec iov[2] = {{&h, desc ? sizeof h : KVMM_WIRE_DATA_HEADER}, {(void *)payload, size}};
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = size ? 2 : 1};
     unsigned installs = 0;
     bool ready = false;
@@ -191,7 +191,7 @@ int kvmm_wire_send(int sock, struct kvmm_wire_txtable *tx, const struct kvmm_mdl
     if (n < 0)
         return send_errno(errno);
     /* SEQPACKET sends a datagram whole or not at all; anything else is not a channel socket. */
-    if ((size_t)n != sizeof h + size)
+    if ((size_t)n != iov[0].iov_len + size)
         return -EIO;
     /* Sent: the receiver installs (or, out of descriptors, loses) these entries in this order. */
     if (desc && ready) {
@@ -260,11 +260,17 @@ static void close_fds(const int *fds, unsigned count)
 }
 
 /* Descriptors the header says come with the message: the buffer and its INLINE and INSTALL pages. */
+static size_t header_size(const struct kvmm_wire_header *h)
+{
+    return h->kind == KVMM_WIRE_KIND_HANDLE ? sizeof *h : KVMM_WIRE_DATA_HEADER;
+}
+
 static bool header_valid(const struct kvmm_wire_header *h, size_t n, unsigned nfds)
 {
-    if (n < sizeof *h || h->magic != KVMM_WIRE_MAGIC || h->version != KVMM_WIRE_VERSION)
+    /* Nothing past the short header is looked at before n says it arrived. */
+    if (n < KVMM_WIRE_DATA_HEADER || h->magic != KVMM_WIRE_MAGIC || h->version != KVMM_WIRE_VERSION)
         return false;
-    if (h->payload_size > KVMM_WIRE_MAX_PAYLOAD || h->payload_size != n - sizeof *h)
+    if (n < header_size(h) || h->payload_size > KVMM_WIRE_MAX_PAYLOAD || h->payload_size != n - header_size(h))
         return false;
     if (h->nfds != nfds)
         return false;
@@ -461,7 +467,7 @@ int kvmm_wire_parse(struct kvmm_wire_rxbuf *rx, ssize_t n, struct kvmm_wire_rxta
         }
     }
     out->kind = h->kind;
-    out->payload = rx->data.bytes + sizeof *h;
+    out->payload = rx->data.bytes + header_size(h);
     out->payload_size = h->payload_size;
     if (h->kind == KVMM_WIRE_KIND_HANDLE) {
         out->desc.buffer_fd = fds[0];

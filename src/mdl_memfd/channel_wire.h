@@ -13,7 +13,8 @@
 #include "mdl_memfd/mdl.h"
 
 /*
- * One channel message is one SOCK_SEQPACKET datagram: a fixed header, then payload_size bytes of
+ * One channel message is one SOCK_SEQPACKET datagram: a header (the first KVMM_WIRE_DATA_HEADER
+ * bytes of it for a payload-only message), then payload_size bytes of
  * caller payload. A handle message also carries descriptors in one SCM_RIGHTS control message, in
  * this order: the buffer memfd, then the revocation pages sent with it (INLINE and INSTALL words,
  * in word order). The header's kind (not the presence of descriptors) says which kind it is, so a
@@ -70,6 +71,10 @@ struct kvmm_wire_header {
  * until the receiver stores ATTACHED there, and loads LOST before each handle message to install
  * such entries again. Messages already in flight behind a lost INSTALL are refused with it.
  */
+
+/* A payload-only message carries the header only up to here: every system call's copy counts
+ * when both ends share one CPU, and the rest describes a handle. */
+#define KVMM_WIRE_DATA_HEADER offsetof(struct kvmm_wire_header, buffer_size)
 
 /* The sender's view of the receiver's table; guarded by the caller (one send at a time). */
 struct kvmm_wire_txtable {
