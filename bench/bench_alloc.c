@@ -328,12 +328,8 @@ int main(int argc, char **argv)
                 goto bad;
             touch_max = (size_t)n;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind != argc) {

@@ -7,6 +7,7 @@
 
 #include "bench_util.h"
 #include "cli.h"
+#include "fdpass.h"
 
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -302,17 +303,8 @@ static int rt_serve(kosvmm_channel *ch, int raw)
                 if (RC_FAILED(kosvmm_channel_recv(ch, &h, RTL_NULL, 0, RTL_NULL)) || RC_FAILED(KnHandleClose(h)) ||
                     RC_FAILED(kosvmm_channel_send(ch, &byte, 1)))
                     return 1;
-            } else {
-                _Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-                struct iovec iov = {&byte, 1};
-                struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-                if (recvmsg(raw, &m, MSG_CMSG_CLOEXEC) != 1 || !CMSG_FIRSTHDR(&m))
-                    return 1;
-                int fd;
-                memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
-                close(fd);
-                if (send(raw, &byte, 1, 0) != 1)
-                    return 1;
+            } else if (cli_fd_serve_one(raw) != 0) {
+                return 1;
             }
         }
     }
@@ -398,16 +390,7 @@ static double n_transfer_body(size_t size, long iters)
     rt_command(RT_RAW, iters);
     for (long i = 0; i < iters; i++) {
         double t0 = bench_now_ns();
-        _Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {0};
-        char byte = 'x';
-        struct iovec iov = {&byte, 1};
-        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &rt_memfd, sizeof rt_memfd);
-        if (sendmsg(rt_raw, &m, 0) != 1 || recv(rt_raw, &byte, 1, 0) != 1) {
+        if (cli_fd_round_trip(rt_raw, rt_memfd) != 0) {
             kill(rt_peer, SIGKILL);
             bench_die_errno("raw round trip");
         }

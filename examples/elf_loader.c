@@ -5,6 +5,8 @@
 #include <kosvmm/kosvmm.h>
 #include <rtl/retcode_hr.h>
 
+#include "cli.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -262,21 +264,16 @@ int main(int argc, char **argv)
             break;
         }
         case 't': {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || v >= INFINITE_TIMEOUT) {
+            uint64_t v;
+            if (cli_parse_uint(optarg, 0, INFINITE_TIMEOUT - 1, &v) != 0) {
                 fprintf(stderr, "elf_loader: bad --timeout '%s'\n", optarg);
                 return 2;
             }
             timeout_ms = (rtl_uint32_t)v;
             break;
         }
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind == argc) {

@@ -6,6 +6,7 @@
 #include <rtl/retcode_hr.h>
 
 #include "cli.h"
+#include "fdpass.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -210,18 +211,8 @@ static int consumer(int channel_fd, int raw_fd)
                 must(kosvmm_channel_recv(ch, &h, RTL_NULL, 0, RTL_NULL), "receive a handle");
                 must(KnHandleClose(h), "KnHandleClose");
                 must(kosvmm_channel_send(ch, RTL_NULL, 0), "acknowledge");
-            } else {
-                _Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-                char byte;
-                struct iovec iov = {&byte, 1};
-                struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-                if (recvmsg(raw_fd, &m, MSG_CMSG_CLOEXEC) != 1 || !CMSG_FIRSTHDR(&m))
-                    return 1;
-                int fd;
-                memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
-                close(fd);
-                if (send(raw_fd, &byte, 1, 0) != 1)
-                    return 1;
+            } else if (cli_fd_serve_one(raw_fd) != 0) { /* the same without kosvmm: SCM_RIGHTS */
+                return 1;
             }
         }
     }
@@ -335,17 +326,8 @@ static void round_trips(kosvmm_channel *ch, int raw_fd)
         cmd[0] = CMD_RT_RAW;
         must(kosvmm_channel_send(ch, cmd, sizeof cmd), "send a command");
         for (int i = 0; i < RT_BATCH; i++) {
-            _Alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {0};
-            char byte = 'x';
-            struct iovec iov = {&byte, 1};
-            struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &memfd, sizeof memfd);
             uint64_t t0 = now_ns();
-            if (sendmsg(raw_fd, &m, 0) != 1 || recv(raw_fd, &byte, 1, 0) != 1) {
+            if (cli_fd_round_trip(raw_fd, memfd) != 0) { /* sendmsg(SCM_RIGHTS), then the peer's ack */
                 perror("mdl_stream: raw round trip");
                 exit(1);
             }

@@ -124,9 +124,10 @@ __attribute__((destructor)) static void print_stats(void)
                  (unsigned long long)s.regions, size_text(s.reserved_bytes, a, sizeof a),
                  size_text(s.committed_bytes, b, sizeof b), size_text(s.lazy_bytes, c, sizeof c),
                  size_text(s.locked_bytes, d, sizeof d), size_text(s.pinned_bytes, e, sizeof e));
-    kvmm_message("  userfaultfd engine: faults %llu, pages filled %llu (%llu ahead), fill time %.3f s, "
-                 "last window %u pages, unbacked faults %llu", (unsigned long long)s.uffd_faults,
+    kvmm_message("  userfaultfd engine: faults %llu, pages filled %llu (%llu ahead, %llu zero pages for reads), "
+                 "fill time %.3f s, last window %u pages, unbacked faults %llu", (unsigned long long)s.uffd_faults,
                  (unsigned long long)s.uffd_pages_filled, (unsigned long long)s.uffd_readahead_pages,
+                 (unsigned long long)s.uffd_zero_pages,
                  (double)s.uffd_fill_ns / 1e9, (unsigned)s.lazy_window, (unsigned long long)s.uffd_overcommits);
     kvmm_message("  huge-page advised %s; pin refusals %llu; kernel refusals %llu", size_text(s.thp_bytes, f, sizeof f),
                  (unsigned long long)s.pin_refusals, (unsigned long long)s.kernel_refusals);

@@ -48,6 +48,7 @@ struct kvmm_stream {
     uintptr_t lo, hi;  /* filled or queued: [lo, hi); empty slot when lo == hi */
     uintptr_t next;    /* background fill cursor: pending in [next, hi) going up, [lo, next) down */
     int dir;           /* +1 up, -1 down */
+    bool zero;         /* continued last by a read fault: background fill maps the zero page */
     uint32_t window;   /* pages the next continuation fills */
     uint32_t used;     /* last use, for replacement */
 };

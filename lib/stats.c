@@ -40,6 +40,7 @@ static int get_stats(kosvmm_stats *user)
     stats->uffd_fill_ns = LOAD(uffd_fill_ns);
     stats->thp_bytes = LOAD(thp_bytes);
     stats->uffd_overcommits = LOAD(uffd_overcommits);
+    stats->uffd_zero_pages = LOAD(uffd_zero_pages);
     kvmm_ext_out(user, &full, sizeof full);
     return 0;
 }

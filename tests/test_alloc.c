@@ -255,22 +255,15 @@ static void *consumer(void *arg)
 START_TEST(free_across_threads)
 {
     static struct xfer x;
-    pthread_t w;
-    ck_assert_int_eq(pthread_create(&w, NULL, warm_up, NULL), 0);
-    ck_assert_int_eq(pthread_join(w, NULL), 0);
+    tu_in_thread(warm_up, NULL);
     kosvmm_stats before = tu_stats();
     for (int round = 0; round < 3; round++) {
-        pthread_t a, b;
-        void *res;
         /* The producer exits first: the consumer frees into an abandoned heap, and the next
          * producer adopts it. */
-        ck_assert_int_eq(pthread_create(&a, NULL, producer, &x), 0);
-        ck_assert_int_eq(pthread_join(a, NULL), 0);
+        tu_in_thread(producer, &x);
         for (int i = 0; i < XFER; i++)
             ck_assert_ptr_nonnull(x.blocks[i]);
-        ck_assert_int_eq(pthread_create(&b, NULL, consumer, &x), 0);
-        ck_assert_int_eq(pthread_join(b, &res), 0);
-        ck_assert_ptr_null(res);
+        ck_assert_ptr_null(tu_in_thread(consumer, &x));
         for (int i = 0; i < XFER; i += 97)
             ck_assert_uint_eq(KosMemGetSize(x.blocks[i]), 0);
     }
@@ -280,9 +273,7 @@ START_TEST(free_across_threads)
     /* Another thread frees what main made while main lives: main reuses those blocks. */
     producer(&x);
     kosvmm_stats made = tu_stats();
-    pthread_t b;
-    ck_assert_int_eq(pthread_create(&b, NULL, consumer, &x), 0);
-    ck_assert_int_eq(pthread_join(b, NULL), 0);
+    tu_in_thread(consumer, &x);
     producer(&x);
     ck_assert_uint_eq(tu_stats().committed_bytes, made.committed_bytes);
     for (int i = 0; i < XFER; i++)
@@ -372,8 +363,7 @@ static void *churn(void *arg)
 START_TEST(churn_8_threads)
 {
     pthread_t t[CHURN_THREADS];
-    ck_assert_int_eq(pthread_create(&t[0], NULL, warm_up, NULL), 0);
-    ck_assert_int_eq(pthread_join(t[0], NULL), 0);
+    tu_in_thread(warm_up, NULL);
     kosvmm_stats before = tu_stats();
     for (uintptr_t i = 0; i < CHURN_THREADS; i++)
         ck_assert_int_eq(pthread_create(&t[i], NULL, churn, (void *)i), 0);
@@ -466,9 +456,7 @@ static void *remote_double(void *p)
 
 static void double_free_other_thread(void *p)
 {
-    pthread_t t;
-    pthread_create(&t, NULL, remote_double, p);
-    pthread_join(t, NULL);
+    tu_in_thread(remote_double, p);
     KosMemFree(p);
 }
 
@@ -561,14 +549,11 @@ static void *fill_quota(void *arg)
 START_TEST(quota_makes_alloc_fail)
 {
     static struct quota_run q;
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, warm_up, NULL), 0);
-    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    tu_in_thread(warm_up, NULL);
     kosvmm_usage base = usage();
     kosvmm_stats sbase = tu_stats();
     set_committed_limit(base.committed_bytes + 3 * MIB);
-    ck_assert_int_eq(pthread_create(&t, NULL, fill_quota, &q), 0);
-    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    tu_in_thread(fill_quota, &q);
     ck_assert(q.large_refused);
     ck_assert(q.small_refused);
     ck_assert_int_gt(q.n, 1000); /* up to the limit, not short of it */
@@ -610,17 +595,12 @@ static void *alloc_and_free_all(void *arg)
 
 START_TEST(rss_returns)
 {
-    pthread_t t;
-    void *res;
     /* Once first, so the lasting metadata (thread heap, large-block table at its size) exists. */
-    ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_free_all, NULL), 0);
-    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    tu_in_thread(alloc_and_free_all, NULL);
     long rss0 = tu_status_kb("VmRSS:");
     kosvmm_stats s0 = tu_stats();
     /* A thread: everything it had goes back when it exits. */
-    ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_free_all, NULL), 0);
-    ck_assert_int_eq(pthread_join(t, &res), 0);
-    ck_assert_ptr_null(res);
+    ck_assert_ptr_null(tu_in_thread(alloc_and_free_all, NULL));
     long rss1 = tu_status_kb("VmRSS:");
     kosvmm_stats s1 = tu_stats();
     ck_assert_uint_eq(s1.committed_bytes, s0.committed_bytes);

@@ -121,6 +121,17 @@ static Retcode create(const void *img, size_t size, struct segs *s)
                               &s->str_size, &s->hdr, &s->hdr_size);
 }
 
+/* The segments of an image built from code (see build), asserted to be created; the caller frees
+ * them with KnElfFreeVmSeg. */
+static struct segs build_segments(const uint8_t *code, size_t len, int sections)
+{
+    struct image im;
+    build(&im, code, len, sections);
+    struct segs s;
+    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    return s;
+}
+
 /* What must come back to where it was after any failure: descriptors, handles, regions, children. */
 struct snapshot {
     int fds;
@@ -384,10 +395,7 @@ END_TEST
 
 START_TEST(free_bad_args)
 {
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs s;
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    struct segs s = build_segments(code_exit42, sizeof code_exit42, 0);
     struct snapshot was = snap();
     VmSeg foreign[2];
     ck_assert_uint_eq(KnElfFreeVmSeg(RTL_NULL, 2), rcInvalidArgument);
@@ -415,10 +423,7 @@ static Entity *init(const EntityInfo *info, const struct segs *s)
 /* Runs an image built from code to its end: the exit code EntityWait reports. */
 static rtl_uint32_t run_code(const EntityInfo *info, const uint8_t *code, size_t len)
 {
-    struct image im;
-    build(&im, code, len, 1);
-    struct segs s;
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    struct segs s = build_segments(code, len, 1);
     Entity *e = init(info, &s);
     ck_assert_msg(e != RTL_NULL, "EntityInitFromSegEx: %s", rtl_retcode_name(kosvmm_last_error()));
     ck_assert_uint_eq(kosvmm_last_error(), rcOk);
@@ -495,10 +500,7 @@ START_TEST(host_signals_untouched)
     sigemptyset(&mask);
     sigaddset(&mask, SIGUSR1);
     sigprocmask(SIG_SETMASK, &mask, NULL);
-    struct image im;
-    build(&im, code_spin, sizeof code_spin, 0);
-    struct segs s;
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    struct segs s = build_segments(code_spin, sizeof code_spin, 0);
     Entity *e = init(&test_info, &s);
     ck_assert_ptr_nonnull(e);
     ck_assert_uint_eq(EntityRun(e), rcOk);
@@ -514,8 +516,7 @@ START_TEST(host_signals_untouched)
 
     signal(SIGCHLD, SIG_IGN);
     ck_assert_uint_eq(KnElfFreeVmSeg(s.segs, s.count), rcOk);
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    s = build_segments(code_exit42, sizeof code_exit42, 0);
     e = init(&test_info, &s);
     ck_assert_uint_eq(EntityRun(e), rcOk);
     ck_assert_uint_eq(EntityWait(e, INFINITE_TIMEOUT, &code), rcResourceNotFound);
@@ -527,10 +528,7 @@ END_TEST
 START_TEST(states)
 {
     struct snapshot was = snap();
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs s;
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    struct segs s = build_segments(code_exit42, sizeof code_exit42, 0);
     Entity *e = init(&test_info, &s);
     ck_assert_ptr_nonnull(e);
     rtl_uint32_t code;
@@ -609,10 +607,8 @@ static void expect_init_refused(const EntityInfo *info, const void *reserved, co
 START_TEST(init_bad_args)
 {
     hold_revocation_page();
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 1);
-    struct segs good, s;
-    ck_assert_uint_eq(create(im.b, im.size, &good), rcOk);
+    struct segs good = build_segments(code_exit42, sizeof code_exit42, 1);
+    struct segs s;
     EntityInfo info = test_info;
     static char long_string[KOSVMM_ENTITY_STRING_MAX + 2];
     memset(long_string, 'a', sizeof long_string - 1);
@@ -698,10 +694,8 @@ END_TEST
 START_TEST(init_handle_failures)
 {
     hold_revocation_page();
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs good, s;
-    ck_assert_uint_eq(create(im.b, im.size, &good), rcOk);
+    struct segs good = build_segments(code_exit42, sizeof code_exit42, 0);
+    struct segs s;
     VmSeg copy[2];
     s = good;
     s.segs = copy;
@@ -745,10 +739,7 @@ END_TEST
 START_TEST(init_stub_failures)
 {
     hold_revocation_page();
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs good;
-    ck_assert_uint_eq(create(im.b, im.size, &good), rcOk);
+    struct segs good = build_segments(code_exit42, sizeof code_exit42, 0);
     const char *stub = getenv("KOSVMM_ENTITY_STUB");
     setenv("KOSVMM_ENTITY_STUB", "/nonexistent/kosvmm-entity-stub", 1);
     expect_init_refused(&test_info, RTL_NULL, &good, rcResourceNotFound);
@@ -794,10 +785,7 @@ static void init_with_descriptors(const struct segs *good, int free_slots)
 START_TEST(init_out_of_descriptors)
 {
     hold_revocation_page();
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs good;
-    ck_assert_uint_eq(create(im.b, im.size, &good), rcOk);
+    struct segs good = build_segments(code_exit42, sizeof code_exit42, 0);
     init_with_descriptors(&good, 0); /* no channel */
     init_with_descriptors(&good, 1);
     init_with_descriptors(&good, 2); /* the channel, but no pidfd */
@@ -809,10 +797,7 @@ END_TEST
  * pidfd are refused, so LeakSanitizer's own clone at exit still works. */
 START_TEST(init_clone_refused)
 {
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs good;
-    ck_assert_uint_eq(create(im.b, im.size, &good), rcOk);
+    struct segs good = build_segments(code_exit42, sizeof code_exit42, 0);
     struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
@@ -864,10 +849,7 @@ static pid_t only_child(void)
 START_TEST(run_stub_killed)
 {
     struct snapshot was = snap();
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs s;
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    struct segs s = build_segments(code_exit42, sizeof code_exit42, 0);
     Entity *e = init(&test_info, &s);
     ck_assert_ptr_nonnull(e);
     ck_assert_int_eq(kill(only_child(), SIGKILL), 0);
@@ -878,9 +860,8 @@ START_TEST(run_stub_killed)
     EntityFree(e);
 
     /* Killed while running: the signal is the exit code. */
-    build(&im, code_spin, sizeof code_spin, 0);
     ck_assert_uint_eq(KnElfFreeVmSeg(s.segs, s.count), rcOk);
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    s = build_segments(code_spin, sizeof code_spin, 0);
     e = init(&test_info, &s);
     ck_assert_uint_eq(EntityRun(e), rcOk);
     ck_assert_int_eq(kill(only_child(), SIGTERM), 0);
@@ -903,10 +884,7 @@ START_TEST(run_stack_refused)
     return;
 #endif
     struct snapshot was = snap();
-    struct image im;
-    build(&im, code_exit42, sizeof code_exit42, 0);
-    struct segs s;
-    ck_assert_uint_eq(create(im.b, im.size, &s), rcOk);
+    struct segs s = build_segments(code_exit42, sizeof code_exit42, 0);
     long vm_kb = tu_status_kb("VmSize:");
     ck_assert_int_gt(vm_kb, 0);
     struct rlimit stack = {(1ul << 30) - 4096, RLIM_INFINITY}, as;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/test_lazy.c — lazy commit through the userfaultfd engine (and its kernel fallback): same semantics, fault-around, races, fork, exit. */
+#include <coresrv/handle/handle_api.h>
 #include <coresrv/vmm/vmm_api.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -7,6 +8,7 @@
 #include <linux/userfaultfd.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -165,8 +167,10 @@ START_TEST(backward_stream_fills_downward_in_grow_down_regions)
     ck_assert_int_eq(tu_resident_pages(a, 56 * tu_page()), 0);
     char *b = KnVmAllocate(RTL_NULL, 64 * tu_page(), LAZY);
     ck_assert_ptr_nonnull(b);
-    pg(b, 63)[0] = 1; /* an ordinary region: the window goes up and stops at the end */
-    ck_assert_int_eq(tu_resident_pages(b, 64 * tu_page()), 1);
+    pg(b, 63)[0] = 1; /* an ordinary region: the window goes up and stops at the end, and the
+                         first fault also fills the page before (the SDK's "before and after") */
+    ck_assert_int_eq(tu_resident_pages(b, 64 * tu_page()), 2);
+    ck_assert_int_eq(tu_resident_pages(pg(b, 62), 2 * tu_page()), 2);
     ck_assert_uint_eq(KnVmUnmap(a, 64 * tu_page()), rcOk);
     ck_assert_uint_eq(KnVmUnmap(b, 64 * tu_page()), rcOk);
 }
@@ -189,12 +193,324 @@ START_TEST(random_access_is_demoted_and_costs_no_extra_memory)
         pg(a, i)[1] = 1;
     }
     kosvmm_stats s1 = tu_stats();
-    /* Before demotion a random neighbour may pass for a stream and get a 2-page window. */
+    /* Before demotion each fault the handler serves fills the page before and after it too (a
+     * random neighbour may also pass for a stream and get a 2-page window); after it, the
+     * kernel fills one page a fault. */
     long resident = tu_resident_pages(a, n * tu_page());
     ck_assert_int_ge(resident, (long)touched);
-    ck_assert_int_le(resident, (long)touched + 8);
+    ck_assert_int_le(resident, (long)touched + 2 * (long)(s1.uffd_faults - s0.uffd_faults) + 8);
+    ck_assert_int_le(resident, (long)touched * 3 / 2);
     ck_assert_uint_lt(s1.uffd_faults - s0.uffd_faults, touched / 4);    /* then the kernel's */
     ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+/* ---- read faults map the zero page ------------------------------------------------------- */
+
+/* Reads the first word of every page of [a, a + n pages): the OR of them all. */
+static unsigned long read_pass(const char *a, size_t n)
+{
+    unsigned long acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= *(const volatile unsigned long *)(a + i * tu_page());
+    return acc;
+}
+
+/* Pages of [a, a + n pages) with memory of their own after a read pass must be none with the
+ * handler, which maps the zero page (UFFDIO_ZEROPAGE, over its window). Kernel paging does what
+ * the kernel does: most map the zero page, some allocate a page per read fault (this project's
+ * 6.18 CI VM does), so there any count from 0 to n is the kernel's. */
+static void assert_read_pass_backs(const char *a, size_t n, long written)
+{
+    long backed = tu_backed_pages(a, n * tu_page());
+    if (uffd_engine()) {
+        ck_assert_int_eq(backed, written);
+    } else {
+        ck_assert_int_ge(backed, written);
+        ck_assert_int_le(backed, (long)n);
+    }
+}
+
+/* A read of untouched lazy memory costs no memory: the handler maps the shared zero page for a
+ * read fault (UFFDIO_ZEROPAGE, over its window), as native demand paging does on most kernels. */
+START_TEST(read_pass_maps_zero_pages_and_costs_no_memory)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    const size_t n = 8192; /* 32 MiB */
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    kosvmm_stats s0 = tu_stats();
+    long rss0 = tu_status_kb("RssAnon:");
+    ck_assert_uint_eq(read_pass(a, n), 0);
+    long rss1 = tu_status_kb("RssAnon:");
+    kosvmm_stats s1 = tu_stats();
+    assert_read_pass_backs(a, n, 0);
+    ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), (long)n); /* mincore counts zero pages */
+    if (uffd_engine() && _i) {
+        /* The whole process's anonymous memory grew by less than 5% of the region read. ASan
+         * reads its shadow of the region (an eighth of it) at every access, which a kernel that
+         * gives read faults a page of their own then backs: that is not kosvmm's. ThreadSanitizer
+         * writes its shadow (larger than the region) at every access: there only the region's
+         * own pages, checked above, say anything. */
+        long shadow_kb = TU_SANITIZED ? (long)(n * tu_page() / 1024 / 8) : 0;
+#ifndef __SANITIZE_THREAD__
+        ck_assert_int_lt(rss1 - rss0, (long)(n * tu_page() / 1024 / 20) + shadow_kb);
+#else
+        (void)rss1, (void)rss0, (void)shadow_kb;
+#endif
+        ck_assert_uint_ge(s1.uffd_zero_pages - s0.uffd_zero_pages, n);
+        ck_assert_uint_eq(s1.uffd_zero_pages - s0.uffd_zero_pages, s1.uffd_pages_filled - s0.uffd_pages_filled);
+        ck_assert_uint_lt(s1.uffd_faults - s0.uffd_faults, n / 16); /* windowed, as writes are */
+    } else {
+        ck_assert_uint_eq(s1.uffd_faults, s0.uffd_faults);
+        ck_assert_uint_eq(s1.uffd_zero_pages, s0.uffd_zero_pages);
+    }
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+/* A write to a page a read mapped to the zero page is the kernel's copy-on-write fault: the
+ * handler sees no event (the registration is MISSING only), the data is kept, and only the pages
+ * written get memory. */
+START_TEST(read_then_write_keeps_data_and_backs_only_written_pages)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    const size_t n = 2048;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(read_pass(a, n), 0);
+    kosvmm_stats s0 = tu_stats();
+    for (size_t i = 0; i < n; i += 4)
+        ((unsigned *)pg(a, i))[9] = (unsigned)i + 1;
+    kosvmm_stats s1 = tu_stats();
+    ck_assert_uint_eq(s1.uffd_faults, s0.uffd_faults);
+    assert_read_pass_backs(a, n, (long)(n / 4));
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(((unsigned *)pg(a, i))[9], i % 4 ? 0 : (unsigned)i + 1);
+        ck_assert_uint_eq(((unsigned *)pg(a, i))[10], 0);
+    }
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(decommit_and_reset_of_zero_mapped_pages)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    const size_t n = 512, h = n / 2;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(read_pass(a, n), 0);
+    pg(a, 3)[0] = 'x';          /* one written page in each half */
+    pg(a, h + 3)[0] = 'y';
+    /* Reset: the zero-mapped and the written page go, the range still reads zero and is usable. */
+    ck_assert_uint_eq(KnVmReset(a, h * tu_page()), rcOk);
+    ck_assert_int_eq(tu_resident_pages(a, h * tu_page()), 0);
+    ck_assert_uint_eq(tu_query(pg(a, 1)).state, VMM_PAGE_STATE_COMMITTED);
+    ck_assert_uint_eq(read_pass(a, h), 0);
+    pg(a, 5)[0] = 'z';
+    ck_assert_int_eq(pg(a, 5)[0], 'z');
+    ck_assert_int_eq(pg(a, 3)[0], 0);
+    /* Decommit: nothing stays resident, the pages are reserved; a recommit reads zero again. */
+    ck_assert_uint_eq(KnVmDecommit(pg(a, h), h * tu_page()), rcOk);
+    ck_assert_int_eq(tu_resident_pages(pg(a, h), h * tu_page()), 0);
+    ck_assert_uint_eq(tu_query(pg(a, h + 1)).state, VMM_PAGE_STATE_RESERVED);
+    ck_assert_uint_eq(KnVmCommit(pg(a, h), h * tu_page(), 0), rcOk);
+    ck_assert_uint_eq(read_pass(pg(a, h), h), 0);
+    ck_assert_int_eq(pg(a, h + 3)[0], 0);
+    pg(a, h + 3)[1] = 'w';
+    ck_assert_int_eq(pg(a, h + 3)[1], 'w');
+    ck_assert_int_eq(pg(a, 5)[0], 'z');
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(protect_keeps_zero_mapped_pages_and_writes)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    const size_t n = 64;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(read_pass(a, n / 2), 0); /* the lower half zero-mapped, the upper untouched */
+    pg(a, 1)[0] = 'a';
+    ck_assert_uint_eq(KnVmProtect(a, n * tu_page(), VMM_FLAG_READ), rcOk);
+    ck_assert_uint_eq(read_pass(a, n), 'a');   /* untouched pages of a read-only range read too */
+    ck_assert_uint_eq(KnVmProtect(a, n * tu_page(), 0), rcOk);
+    ck_assert_uint_eq(KnVmProtect(a, n * tu_page(), RW), rcOk);
+    ck_assert_int_eq(pg(a, 1)[0], 'a');
+    for (size_t i = 0; i < n; i++)
+        pg(a, i)[100] = (char)(i + 1);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(pg(a, i)[100], (char)(i + 1));
+        ck_assert_int_eq(pg(a, i)[0], i == 1 ? 'a' : 0);
+    }
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(write_to_read_only_zero_mapped_page_faults)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    char *a = KnVmAllocate(RTL_NULL, 16 * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(read_pass(a, 16), 0);
+    ck_assert_uint_eq(KnVmProtect(a, 16 * tu_page(), VMM_FLAG_READ), rcOk);
+    *(volatile char *)pg(a, 4) = 1; /* the zero page is read-only: SIGSEGV, not a copy */
+}
+END_TEST
+
+/* KnPmmMdlCreateFromVm walks pagemap: a zero-mapped page is present there, and must become a
+ * page of zeros in the buffer (copied or left a hole), never anything else. */
+START_TEST(mdl_from_vm_over_zero_mapped_pages)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    const size_t n = 64;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(read_pass(a, n - 8), 0); /* the top 8 pages stay untouched */
+    memset(pg(a, 10), 0x5a, tu_page());
+    pg(a, 20)[77] = 7;
+    Handle h = INVALID_HANDLE;
+    ck_assert_uint_eq(KnPmmMdlCreateFromVm(a, n * tu_page(), RW, &h), rcOk);
+    ck_assert_uint_eq(tu_query(pg(a, 2)).attributes & VMM_PAGE_ATTR_MDL, VMM_PAGE_ATTR_MDL);
+    void *m = RTL_NULL;
+    ck_assert_uint_eq(KnPmmMdlMap(h, 0, n * tu_page(), RTL_NULL, RW, &m), rcOk);
+    char *b = m;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < tu_page(); k++) {
+            char want = i == 10 ? 0x5a : i == 20 && k == 77 ? 7 : 0;
+            ck_assert_int_eq(pg(a, i)[k], want);
+            ck_assert_int_eq(pg(b, i)[k], want);
+        }
+    /* The range is the buffer now: writes through either mapping are seen through both. */
+    pg(b, 5)[1] = 'b';
+    pg(a, 60)[2] = 'a';
+    ck_assert_int_eq(pg(a, 5)[1], 'b');
+    ck_assert_int_eq(pg(b, 60)[2], 'a');
+    ck_assert_uint_eq(KnVmUnmap(b, n * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+    ck_assert_uint_eq(KnHandleClose(h), rcOk);
+}
+END_TEST
+
+START_TEST(fork_after_reads_child_sees_zeros_and_writes_privately)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    const size_t n = 256;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(read_pass(a, n), 0);
+    pg(a, 7)[0] = 'p';
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char c;
+        TU_CHILD_CHECK(read(go[0], &c, 1) == 1); /* after the parent's write below */
+        TU_CHILD_CHECK(pg(a, 7)[0] == 'p');
+        TU_CHILD_CHECK(pg(a, 9)[0] == 0);       /* the parent wrote it after the fork */
+        TU_CHILD_CHECK(read_pass(a, n) == 'p');
+        for (size_t i = 0; i < n; i++)
+            pg(a, i)[1] = 'c';
+        for (size_t i = 0; i < n; i++)
+            TU_CHILD_CHECK(pg(a, i)[1] == 'c' && pg(a, i)[0] == (i == 7 ? 'p' : 0));
+        _exit(0);
+    }
+    pg(a, 9)[0] = 'q';
+    ck_assert_int_eq(write(go[1], "g", 1), 1);
+    tu_wait_child_ok(pid);
+    close(go[0]);
+    close(go[1]);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(pg(a, i)[1], 0); /* the child's writes stayed in the child */
+        ck_assert_int_eq(pg(a, i)[0], i == 7 ? 'p' : i == 9 ? 'q' : 0);
+    }
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+/* ---- the first fault fills the pages before and after ------------------------------------- */
+
+/* Residency of page i of a, as mincore(2) reports it (a zero-mapped page counts). */
+static int resident(const char *a, size_t i)
+{
+    return (int)tu_resident_pages(pg((void *)a, i), tu_page());
+}
+
+/* The SDK: on a lazy access "the page containing the queried address and several pages before
+ * and after this address are committed". The handler does it on the first fault (a write or a
+ * read); kernel demand paging, the fallback, fills the faulting page alone (vmm_api.h says so). */
+START_TEST(first_fault_in_the_middle_fills_the_pages_before_and_after)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    const size_t n = 1024, mid = n / 2;
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    if (_i)
+        pg(a, mid)[5] = 1;
+    else
+        ck_assert_int_eq(*(volatile char *)(pg(a, mid) + 5), 0);
+    long total = tu_resident_pages(a, n * tu_page()), backed = tu_backed_pages(a, n * tu_page());
+    ck_assert_int_eq(resident(a, mid), 1);
+    if (uffd_engine()) {
+        ck_assert_int_eq(resident(a, mid - 1), 1);
+        ck_assert_int_eq(resident(a, mid + 1), 1);
+        ck_assert_int_ge(total, 3);
+        ck_assert_int_le(total, 8); /* a few pages, never the region */
+    } else {
+        ck_assert_int_eq(total, 1);
+    }
+    /* A write's window is filled with memory (UFFDIO_COPY), a read's maps the zero page; the
+     * kernel gives the faulting page alone memory for a write, and for a read on some kernels. */
+    if (uffd_engine())
+        ck_assert_int_eq(backed, _i ? total : 0);
+    else
+        ck_assert_int_le(backed, 1);
+    ck_assert_int_ge(backed, _i);
+    /* The neighbours read zero, the written byte is there. */
+    ck_assert_int_eq(pg(a, mid - 1)[5], 0);
+    ck_assert_int_eq(pg(a, mid + 1)[5], 0);
+    ck_assert_int_eq(pg(a, mid)[5], _i ? 1 : 0);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+END_TEST
+
+START_TEST(first_fault_window_is_clamped_at_region_and_span_edges)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    const size_t n = 64;
+    const int around = uffd_engine();
+    /* Guarded, so the pages just outside the region are guard pages: never filled, still faulting. */
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY | VMM_FLAG_LOW_GUARD | VMM_FLAG_HIGH_GUARD);
+    char *b = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY | VMM_FLAG_LOW_GUARD | VMM_FLAG_HIGH_GUARD);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    pg(a, 0)[0] = 1;                   /* the first page: the page after it, nothing before */
+    ck_assert_int_eq(resident(a, 0), 1);
+    ck_assert_int_eq(resident(a, 1), around);
+    ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), 1 + around);
+    pg(b, n - 1)[0] = 1;               /* the last page: the page before it, nothing after */
+    ck_assert_int_eq(resident(b, n - 1), 1);
+    ck_assert_int_eq(resident(b, n - 2), around);
+    ck_assert_int_eq(tu_resident_pages(b, n * tu_page()), 1 + around);
+    ck_assert_int_eq(tu_resident_pages(pg(a, n), tu_page()), 0);        /* high guard of a */
+    ck_assert_int_eq(tu_resident_pages(b - tu_page(), tu_page()), 0);   /* low guard of b */
+    /* A lazy span inside a reserved region: [8, 20). Faults at its edges stay inside it. */
+    char *c = KnVmAllocate(RTL_NULL, n * tu_page(), VMM_FLAG_RESERVE | RW);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(KnVmCommit(pg(c, 8), 12 * tu_page(), 0), rcOk);
+    pg(c, 8)[0] = 1;
+    pg(c, 19)[0] = 1;
+    ck_assert_int_eq(tu_resident_pages(c, 8 * tu_page()), 0);
+    ck_assert_int_eq(tu_resident_pages(pg(c, 20), (n - 20) * tu_page()), 0);
+    ck_assert_int_eq(resident(c, 9), around);
+    ck_assert_int_eq(resident(c, 18), around);
+    ck_assert_int_eq(tu_resident_pages(pg(c, 8), 12 * tu_page()), 2 + 2 * around);
+    for (size_t i = 8; i < 20; i++)
+        ck_assert_int_eq(pg(c, i)[1], 0);
+    ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmUnmap(b, n * tu_page()), rcOk);
+    ck_assert_uint_eq(KnVmUnmap(c, n * tu_page()), rcOk);
 }
 END_TEST
 
@@ -321,6 +637,7 @@ struct racer {
     char *base;
     size_t pages;
     atomic_int stop;
+    atomic_int started; /* threads that have reached their loop */
 };
 
 /* Writers race with kosvmm and with each other on the same words on purpose: relaxed atomic
@@ -343,7 +660,7 @@ START_TEST(reset_decommit_and_unmap_race_with_faults)
      * and unmaps other lazy regions, all at once. */
     char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
-    struct racer r = {a, n / 2, 0};
+    struct racer r = {a, n / 2, 0, 0};
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(pthread_create(&t[i], NULL, keep_writing, &r), 0);
@@ -412,6 +729,7 @@ END_TEST
 static void *fault_storm(void *arg)
 {
     struct racer *r = arg;
+    atomic_fetch_add(&r->started, 1);
     while (!atomic_load(&r->stop)) {
         for (size_t i = 0; i < r->pages && !atomic_load(&r->stop); i++)
             __atomic_store_n((unsigned *)pg(r->base, i), 1u, __ATOMIC_RELAXED);
@@ -425,6 +743,7 @@ static void *read_config(void *arg)
 {
     struct racer *r = arg;
     kosvmm_lazy_config c;
+    atomic_fetch_add(&r->started, 1);
     while (!atomic_load(&r->stop))
         kosvmm_get_lazy_config(&c);
     return NULL;
@@ -434,17 +753,27 @@ static void *read_config(void *arg)
  * thread of the application; a fork at that moment must not leave the child with the lock taken,
  * or the child's first lazy commit waits for it forever. Many forks during a storm of single-page
  * faults and configuration reads: each child commits lazily, touches the memory and exits; one
- * that hangs fails the test (a timeout, not a hang). */
+ * that hangs fails the test (a timeout, not a hang).
+ *
+ * The forks start once every racer runs its loop, not while one is still starting: under
+ * AddressSanitizer (GCC 12's libasan) a starting thread allocates in the runtime's own set-up
+ * (pthread_getattr_np), and that allocator takes no lock at fork(), so a fork at that moment can
+ * leave one of its size-class locks taken in the child, where the engine's new handler thread,
+ * whose set-up allocates too, waits for it forever. That is the runtime's, not kosvmm's: a plain
+ * program that forks right after pthread_create and starts a thread in the child hangs the same
+ * way. The racers' loops themselves do not allocate. */
 START_TEST(fork_during_fault_storm_child_commits_lazily)
 {
     set_config(KOSVMM_ENGINE_UFFD, 1, 1, 0); /* one fault per page: as many handler passes as can be */
     const size_t n = 4096;
     char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
-    struct racer r = {a, n, 0};
+    struct racer r = {a, n, 0, 0};
     pthread_t t[3];
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(pthread_create(&t[i], NULL, i < 2 ? fault_storm : read_config, &r), 0);
+    while (atomic_load(&r.started) < 3)
+        sched_yield();
     int hung = 0, failed = 0, forks = 0;
     for (double t0 = tu_now(); forks < 400 && tu_now() - t0 < 15 && !hung; forks++) {
         pid_t pid = fork();
@@ -457,7 +786,9 @@ START_TEST(fork_during_fault_storm_child_commits_lazily)
             TU_CHILD_CHECK(KnVmUnmap(b, 16 * tu_page()) == rcOk);
             _exit(0);
         }
-        int status = tu_wait_child_for(pid, 5000);
+        /* Generous: a sanitized child at low priority on a loaded machine has been seen to take
+         * more than 5 s to start its engine and exit; a hung one waits forever. */
+        int status = tu_wait_child_for(pid, 20000);
         hung += status == -1;
         failed += status != -1 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
@@ -489,7 +820,7 @@ START_TEST(exit_with_faults_in_flight_is_clean)
         if (!exit_region)
             _exit(2);
         atexit(touch_at_exit);
-        struct racer r = {exit_region, 512, 0};
+        struct racer r = {exit_region, 512, 0, 0};
         pthread_t t[3];
         for (int i = 0; i < 3; i++)
             pthread_create(&t[i], NULL, keep_writing, &r);
@@ -562,6 +893,23 @@ static Suite *suite(void)
     tcase_add_test(tc, random_access_is_demoted_and_costs_no_extra_memory);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("zero_pages");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, read_pass_maps_zero_pages_and_costs_no_memory, 0, 2);
+    tcase_add_loop_test(tc, read_then_write_keeps_data_and_backs_only_written_pages, 0, 2);
+    tcase_add_loop_test(tc, decommit_and_reset_of_zero_mapped_pages, 0, 2);
+    tcase_add_loop_test(tc, protect_keeps_zero_mapped_pages_and_writes, 0, 2);
+    tcase_add_test_raise_signal(tc, write_to_read_only_zero_mapped_page_faults, SIGSEGV);
+    tcase_add_loop_test(tc, mdl_from_vm_over_zero_mapped_pages, 0, 2);
+    tcase_add_loop_test(tc, fork_after_reads_child_sees_zeros_and_writes_privately, 0, 2);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("first_fault");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, first_fault_in_the_middle_fills_the_pages_before_and_after, 0, 2);
+    tcase_add_test(tc, first_fault_window_is_clamped_at_region_and_span_edges);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("concurrency");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, many_threads_fault_same_pages_without_losing_writes, 0, 2);
@@ -575,12 +923,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, fork_child_sees_zero_or_parent_data_and_keeps_working);
     tcase_add_test(tc, exit_with_faults_in_flight_is_clean);
-    /* OPEN: in an AddressSanitizer build of the merged tree a child forked during the storm
-     * sometimes hangs at its first lazy commit (2 runs in 4, even with a 60 s limit); the normal
-     * and ThreadSanitizer builds do not. Not yet explained: it may be a lock of the sanitizer
-     * runtime or a kosvmm lock the fork registry misses. It runs everywhere else meanwhile. */
-    if (!TU_SANITIZED)
-        tcase_add_test(tc, fork_during_fault_storm_child_commits_lazily);
+    tcase_add_test(tc, fork_during_fault_storm_child_commits_lazily);
     tcase_add_test(tc, blocked_userfaultfd_falls_back_to_the_kernel_engine);
     suite_add_tcase(s, tc);
     return s;

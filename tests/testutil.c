@@ -12,12 +12,14 @@
 #include <sys/syscall.h>
 
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -41,6 +43,29 @@ long tu_resident_pages(const void *addr, size_t len)
             count += vec[i] & 1;
     }
     free(vec);
+    return count;
+}
+
+long tu_backed_pages(const void *addr, size_t len)
+{
+    const uint64_t present = 1ull << 63, exclusive = 1ull << 56;
+    size_t page = tu_page(), first = (uintptr_t)addr / page, pages = (len + page - 1) / page;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    long count = 0;
+    uint64_t ent[512];
+    for (size_t i = 0; i < pages && count >= 0;) {
+        size_t n = pages - i < 512 ? pages - i : 512;
+        if (pread(fd, ent, n * sizeof ent[0], (off_t)((first + i) * sizeof ent[0])) != (ssize_t)(n * sizeof ent[0])) {
+            count = -1;
+            break;
+        }
+        for (size_t k = 0; k < n; k++)
+            count += (ent[k] & (present | exclusive)) == (present | exclusive);
+        i += n;
+    }
+    close(fd);
     return count;
 }
 
@@ -175,6 +200,15 @@ void tu_wait_child_ok(pid_t pid)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %#x", status);
+}
+
+void *tu_in_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    void *result;
+    ck_assert_int_eq(pthread_create(&t, NULL, fn, arg), 0);
+    ck_assert_int_eq(pthread_join(t, &result), 0);
+    return result;
 }
 
 int tu_wait_child_for(pid_t pid, int timeout_ms)

@@ -25,6 +25,12 @@ size_t tu_page(void);
 /* Number of resident pages in [addr, addr + len) as mincore(2) reports them; -1 if not mapped. */
 long tu_resident_pages(const void *addr, size_t len);
 
+/* Pages of [addr, addr + len) that have memory of their own: present in /proc/self/pagemap and
+ * mapped by this process alone (PM_MMAP_EXCLUSIVE). mincore(2) also counts a page that maps the
+ * shared zero page, which a read of untouched anonymous memory leaves; this does not. Meaningful
+ * only before the process forks (a fork shares every page). -1 if pagemap cannot be read. */
+long tu_backed_pages(const void *addr, size_t len);
+
 /* The "rwxp" permission field of the /proc/self/maps line containing addr, copied into perms[5].
  * Returns 0, or -1 when no mapping contains addr. */
 int tu_maps_perms(const void *addr, char perms[5]);
@@ -69,6 +75,10 @@ int tu_block_userfaultfd(void);
             _exit(1);                                                                        \
         }                                                                                    \
     } while (0)
+
+/* Runs fn(arg) in a new thread, waits for it and returns its result; asserts that the thread
+ * starts and is joined. For what depends on the calling thread: per-thread heaps, thread exit. */
+void *tu_in_thread(void *(*fn)(void *), void *arg);
 
 /* Reaps pid and asserts it exited with status 0. */
 void tu_wait_child_ok(pid_t pid);

@@ -71,6 +71,9 @@ typedef struct kosvmm_stats {
                                         Each is reported on stderr ("kosvmm: Unhandled Overcommit:
                                         ... page ... region ...") and answered with SIGBUS to the
                                         faulting thread, instead of a fault retried forever */
+    rtl_uint64_t uffd_zero_pages;    /* of uffd_pages_filled, pages a read fault mapped to the shared
+                                        zero page (no memory until written; a write then takes the
+                                        kernel's copy-on-write fault, not the handler) */
 } kosvmm_stats;
 
 #define KOSVMM_STATS_SIZE_MIN 16u    /* size, reserved, regions */
@@ -84,9 +87,11 @@ Retcode kosvmm_get_stats(kosvmm_stats *stats);
 
 /*
  * Lazy commit engines. The SDK says a lazy page is committed on first access "together with
- * several pages before and after" it; KOSVMM_ENGINE_UFFD does exactly that with a userfaultfd
- * handler thread, KOSVMM_ENGINE_KERNEL leaves it to Linux demand paging (one page per fault).
- * Both give the same visible semantics: lazy pages read as zero until written.
+ * several pages before and after" it; KOSVMM_ENGINE_UFFD does that with a userfaultfd handler
+ * thread (at least one page before and one after the first fault, see coresrv/vmm/vmm_api.h; a
+ * read maps the shared zero page there instead of memory), KOSVMM_ENGINE_KERNEL leaves it to Linux
+ * demand paging, which cannot: one page per fault. Both give the same visible semantics: lazy
+ * pages read as zero until written.
  *
  * fork(): the child gets the parent's pages as they are (copy-on-write); lazy pages the parent
  * never touched read as zero in the child and fault like ordinary memory there (its mappings are
@@ -102,7 +107,9 @@ typedef struct kosvmm_lazy_config {
     rtl_uint32_t size;            /* set by the caller: sizeof(kosvmm_lazy_config), see kosvmm_stats */
     rtl_uint32_t engine;          /* KOSVMM_ENGINE_* wanted; UFFD falls back to KERNEL when no
                                      usable userfaultfd exists (see kosvmm_stats.lazy_engine) */
-    rtl_uint32_t window_min;      /* pages filled per fault on random access, >= 1 */
+    rtl_uint32_t window_min;      /* pages filled per fault on random access, >= 1, from the
+                                     faulting page on; a fault that starts a stream also fills
+                                     the page on its other side (the SDK's "before and after") */
     rtl_uint32_t window_max;      /* pages filled per fault on a stream, <= 4096, >= window_min */
     rtl_uint32_t readahead;       /* 1: on a stream, fill the next window before it is touched */
     rtl_uint32_t user_mode_only;  /* 1: allow UFFD_USER_MODE_ONLY, which lets unprivileged processes

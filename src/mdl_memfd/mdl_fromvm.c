@@ -63,7 +63,9 @@ static bool zero_page(const void *p, size_t len)
  * Copies [a, b) into fd at offset a - lo. A page that was never touched (neither present nor
  * swapped, per /proc/self/pagemap) reads as zero, and so does an all-zero page: both stay holes
  * in the memfd, so a large lazily committed range costs neither faults (with the userfaultfd
- * engine, a fault each) nor memory. Without pagemap every page is read.
+ * engine, a fault each) nor memory. A page a read mapped to the shared zero page (the engine's
+ * UFFDIO_ZEROPAGE, or the kernel's own) is present in pagemap, so it is read, found all zero and
+ * left a hole too. Without pagemap every page is read.
  */
 static int copy_piece(int pagemap, int fd, uintptr_t lo, uintptr_t a, uintptr_t b)
 {

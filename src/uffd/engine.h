@@ -28,13 +28,17 @@ extern struct kvmm_engine kvmm_engine;
  * threads waiting on them; present pages are skipped. Pages filled, or -errno (-ENOENT: no
  * longer registered; -ESRCH: the process is exiting). */
 long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake);
+/* The same with the shared zero page (UFFDIO_ZEROPAGE), for read faults: no memory is allocated
+ * until a page is written, and then the kernel's copy-on-write fault allocates it without asking
+ * the handler (the registration is MISSING only, and the zero page is present). */
+long kvmm_uffd_zero(uintptr_t lo, uintptr_t hi, bool dont_wake);
 /* Wakes threads waiting on [lo, hi) whose page someone else filled. */
 void kvmm_uffd_wake(uintptr_t lo, uintptr_t hi);
 
-/* Serves one fault: plans a window under try-locks, fills it, queues read-ahead. Read and write
- * faults are filled alike with UFFDIO_COPY: a zero page mapped for a read (UFFDIO_ZEROPAGE) costs
- * a second, kernel-side fault when the page is written, and counts as resident in mincore anyway. */
-void kvmm_uffd_serve(uintptr_t addr, pid_t tid);
+/* Serves one fault: plans a window under try-locks, fills it, queues read-ahead. A write fault
+ * fills with UFFDIO_COPY; a read fault maps the zero page over the same window (kvmm_uffd_zero),
+ * as native demand paging does for a read, so a read-mostly pass costs no memory. */
+void kvmm_uffd_serve(uintptr_t addr, pid_t tid, bool write);
 /* No memory to back the faulting page (UFFDIO_COPY: ENOMEM): says so on stderr, naming the page,
  * its region [base, end) (0, 0 if unknown) and the thread, and sends that thread SIGBUS. */
 void kvmm_uffd_overcommit(uintptr_t page, pid_t tid, uintptr_t base, uintptr_t end);

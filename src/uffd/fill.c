@@ -17,8 +17,10 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* One ioctl over [dst, dst + len). Returns bytes done (>= 0) or -errno; done may be < len. */
-static long fill_once(uintptr_t dst, size_t len, bool dont_wake)
+/* One ioctl over [dst, dst + len): returns bytes done (>= 0) or -errno; done may be < len. */
+typedef long fill_op(uintptr_t dst, size_t len, bool dont_wake);
+
+static long copy_once(uintptr_t dst, size_t len, bool dont_wake)
 {
     struct uffdio_copy c = {.dst = dst, .src = (uintptr_t)kvmm_engine.zeros, .len = len,
                             .mode = dont_wake ? UFFDIO_COPY_MODE_DONTWAKE : 0};
@@ -29,7 +31,18 @@ static long fill_once(uintptr_t dst, size_t len, bool dont_wake)
     return c.copy > 0 ? (long)c.copy : -errno;
 }
 
-long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake)
+/* Maps the shared zero page (anonymous memory; a shmem mapping gets a zeroed page of its own).
+ * The kernel reports a partial map and a present first page as UFFDIO_COPY does. */
+static long zero_once(uintptr_t dst, size_t len, bool dont_wake)
+{
+    struct uffdio_zeropage z = {.range = {.start = dst, .len = len},
+                                .mode = dont_wake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0};
+    if (ioctl(kvmm_engine.fd, UFFDIO_ZEROPAGE, &z) == 0)
+        return (long)len;
+    return z.zeropage > 0 ? (long)z.zeropage : -errno;
+}
+
+static long fill_with(fill_op *once, uintptr_t lo, uintptr_t hi, bool dont_wake)
 {
     const size_t page = kvmm_os_page_size();
     uint64_t start = now_ns();
@@ -38,7 +51,7 @@ long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake)
     int retries = 0;
     for (uintptr_t cur = lo; cur < hi;) {
         size_t len = hi - cur < limit ? hi - cur : limit;
-        long done = fill_once(cur, len, dont_wake);
+        long done = once(cur, len, dont_wake);
         if (done > 0) {
             filled += done / (long)page;
             cur += (uintptr_t)done;
@@ -64,6 +77,22 @@ long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake)
         kvmm_count(uffd_fill_ns, now_ns() - start);
     }
     return filled;
+}
+
+long kvmm_uffd_fill(uintptr_t lo, uintptr_t hi, bool dont_wake)
+{
+    return fill_with(copy_once, lo, hi, dont_wake);
+}
+
+long kvmm_uffd_zero(uintptr_t lo, uintptr_t hi, bool dont_wake)
+{
+    long n = fill_with(zero_once, lo, hi, dont_wake);
+    /* A mapping that cannot take the zero page (hugetlbfs: EINVAL) still needs the fault served. */
+    if (n == -EINVAL)
+        return kvmm_uffd_fill(lo, hi, dont_wake);
+    if (n > 0)
+        kvmm_count(uffd_zero_pages, n);
+    return n;
 }
 
 void kvmm_uffd_wake(uintptr_t lo, uintptr_t hi)

@@ -28,7 +28,8 @@ static bool drain(void)
         for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++)
             if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
                 kvmm_uffd_serve((uintptr_t)msgs[i].arg.pagefault.address,
-                                (pid_t)msgs[i].arg.pagefault.feat.ptid);
+                                (pid_t)msgs[i].arg.pagefault.feat.ptid,
+                                msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
     }
     uint64_t stop;
     return read(kvmm_engine.control, &stop, sizeof stop) != sizeof stop;

@@ -13,7 +13,9 @@ struct kvmm_region;
  * A region is registered with the process's userfaultfd on its first lazy commit, as a whole
  * (registration flags differ per kernel mapping, so registering each lazy span would split
  * mappings towards vm.max_map_count). Missing-page faults then reach one handler thread, which
- * fills the faulting page and its neighbours with UFFDIO_COPY. Reserved pages are PROT_NONE and
+ * fills the faulting page and its neighbours: with UFFDIO_COPY for a write, with the shared zero
+ * page (UFFDIO_ZEROPAGE) for a read, whose later write the kernel's copy-on-write serves without
+ * the handler (a MISSING registration reports only missing pages). Reserved pages are PROT_NONE and
  * fault with SIGSEGV before userfaultfd sees them; fully committed pages are present; so every
  * fault the handler sees is a lazily committed page.
  *

@@ -99,6 +99,30 @@ static struct kvmm_stream *new_stream(struct kvmm_lazy *lz)
     return victim;
 }
 
+/*
+ * The SDK commits "the page containing the queried address and several pages before and after
+ * this address" on a lazy fault. A window grows one way only, so a fault that starts a stream
+ * (the first in an untouched region, or random access before demotion) also gets the page on its
+ * other side: at least one page before and one after, within the lazy span. Random access pays
+ * for that only until its region is demoted to kernel paging, which fills one page a fault.
+ */
+static void fill_around_first_fault(struct kvmm_stream *s, uintptr_t page, uintptr_t ext_lo, uintptr_t ext_hi,
+                                    uintptr_t *now_lo, uintptr_t *now_hi)
+{
+    const uintptr_t P = page_size();
+    uintptr_t lo = page > ext_lo ? page - P : page;
+    uintptr_t hi = ext_hi - page > P ? page + 2 * P : page + P;
+    *now_lo = lo < *now_lo ? lo : *now_lo;
+    *now_hi = hi > *now_hi ? hi : *now_hi;
+    s->lo = *now_lo < s->lo ? *now_lo : s->lo;
+    s->hi = *now_hi > s->hi ? *now_hi : s->hi;
+    /* The background fill starts past what this fault fills. */
+    if (s->dir > 0 && s->next < *now_hi)
+        s->next = *now_hi;
+    if (s->dir < 0 && s->next > *now_lo)
+        s->next = *now_lo;
+}
+
 static void demote(struct kvmm_region *r)
 {
     /* Unregistering wakes every thread waiting on the range; they retry as ordinary faults. */
@@ -113,7 +137,7 @@ static void demote(struct kvmm_region *r)
  * page) and what is left to background fill in the stream. r is locked. Returns false when r
  * was demoted instead.
  */
-static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config *cfg,
+static bool plan(struct kvmm_region *r, uintptr_t page, bool write, const kosvmm_lazy_config *cfg,
                  uintptr_t *now_lo, uintptr_t *now_hi)
 {
     const uintptr_t P = page_size();
@@ -126,6 +150,7 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
     }
     int dir = 0;
     struct kvmm_stream *s = find_stream(lz, page, &dir);
+    const bool first = !s;
     if (s) {
         lz->misses = 0;
         uint32_t grown = s->window * ((r->flags & VMM_FLAG_GROW_DOWN) && dir < 0 ? 4 : 2);
@@ -143,6 +168,7 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
     }
     s->used = ++lz->clock;
     s->dir = dir;
+    s->zero = !write;
     uintptr_t span = (uintptr_t)s->window * P;
     uintptr_t ahead = cfg->readahead && s->window >= READAHEAD_FROM ? span : 0;
     if (dir > 0) {
@@ -158,14 +184,17 @@ static bool plan(struct kvmm_region *r, uintptr_t page, const kosvmm_lazy_config
         *now_lo = clamp(page + P - KVMM_UFFD_CHUNK, s->lo, page);
         s->next = *now_lo;
     }
+    if (first)
+        fill_around_first_fault(s, page, ext_lo, ext_hi, now_lo, now_hi);
     if (s->next != (dir > 0 ? s->hi : s->lo))
         add_pending(r->node.key);
     __atomic_store_n(&kvmm_counters.lazy_window, s->window, __ATOMIC_RELAXED);
     return true;
 }
 
-void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
+void kvmm_uffd_serve(uintptr_t addr, pid_t tid, bool write)
 {
+    long (*const fill)(uintptr_t, uintptr_t, bool) = write ? kvmm_uffd_fill : kvmm_uffd_zero;
     const uintptr_t P = page_size();
     const uintptr_t page = addr & ~(P - 1);
     kvmm_count(uffd_faults, 1);
@@ -182,16 +211,16 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
             end = r->end;
         }
         if (r && pthread_mutex_trylock(&r->lock) == 0) {
-            if (kvmm_uffd_active(r) && plan(r, page, &cfg, &lo, &hi) && lo < hi) {
+            if (kvmm_uffd_active(r) && plan(r, page, write, &cfg, &lo, &hi) && lo < hi) {
                 planned = true;
                 /* The faulting page first and alone, since it always lies in one kernel mapping
                  * (a window may cross several), and without waking its thread, which resumes once
                  * its whole first chunk is there instead of faulting again on the next page. */
-                first = kvmm_uffd_fill(page, page + P, true);
+                first = fill(page, page + P, true);
                 if (lo < page && first >= 0)
-                    kvmm_uffd_fill(lo, page, false);
+                    fill(lo, page, false);
                 if (page + P < hi && first >= 0)
-                    kvmm_uffd_fill(page + P, hi, false);
+                    fill(page + P, hi, false);
             }
             pthread_mutex_unlock(&r->lock);
         }
@@ -201,9 +230,10 @@ void kvmm_uffd_serve(uintptr_t addr, pid_t tid)
      * the region unknown or demoted meanwhile, or the page no longer lazy. The faulting page is
      * still filled, alone: a missing page of a registered mapping reads as zero whatever it
      * backs (anonymous or memfd), so this is always right, and a fault never returns without
-     * progress, which could otherwise repeat forever. */
+     * progress, which could otherwise repeat forever. Its neighbours are not: which of them are
+     * lazy is known only under the region lock, so the SDK's "before and after" waits for it. */
     if (!planned)
-        first = kvmm_uffd_fill(page, page + P, true);
+        first = fill(page, page + P, true);
     /* The kernel found no memory for the page (the cgroup's limit with nothing it may kill).
      * Waking the thread would only fault again, forever: it gets SIGBUS, as KasperskyOS ends a
      * process whose lazy commit cannot be backed ("Unhandled Overcommit"). */
@@ -231,7 +261,7 @@ static bool fill_stream_chunk(struct kvmm_region *r)
         lazy_extent(r, s->dir > 0 ? lo : hi - page_size(), &ext_lo, &ext_hi);
         lo = clamp(lo, ext_lo, ext_hi);
         hi = clamp(hi, ext_lo, ext_hi);
-        long n = lo < hi ? kvmm_uffd_fill(lo, hi, false) : 0;
+        long n = lo < hi ? (s->zero ? kvmm_uffd_zero : kvmm_uffd_fill)(lo, hi, false) : 0;
         if (n > 0)
             kvmm_count(uffd_readahead_pages, n);
         /* Stop the stream at the end of its lazy span, or when the range went away. */

@@ -928,6 +928,15 @@ static void op_write(src *s)
         len = D.P - off;
     fill_scratch(s, len);
     oplog("write %zu bytes at page %u+%zu of region %#lx (%s)", len, i, off, (unsigned long)r->base, state_name(p->state));
+    /* Every other step reads the page first, as read-modify-write code does: on an untouched
+     * lazy page the read maps the zero page (the handler's UFFDIO_ZEROPAGE, or the kernel's) and
+     * the write is then a copy-on-write fault. Chosen by the step number: no input bytes. */
+    if (D.step % 2 == 0 && readable(p)) {
+        const uint8_t *want = m_page_data(&D.m, p);
+        uint8_t got = *(const volatile uint8_t *)(r->base + i * D.P + off);
+        EXPECT(got == (want ? want[off] : 0), "read before write of page %u+%zu of region %#lx (%s): %#x, model %#x",
+               i, off, (unsigned long)r->base, state_name(p->state), got, want ? want[off] : 0);
+    }
     uint8_t *shadow = m_page_data_for_write(&D.m, p);
     memcpy(shadow + off, D.scratch, len);
     memcpy((void *)(r->base + i * D.P + off), D.scratch, len);

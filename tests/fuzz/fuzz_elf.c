@@ -33,7 +33,7 @@ static int fd_count(void)
 
 static rtl_uint64_t handles(void)
 {
-    kosvmm_usage u;
+    kosvmm_usage u = {.size = sizeof(kosvmm_usage)};
     if (kosvmm_get_usage(&u) != rcOk)
         fail("kosvmm_get_usage");
     return u.handles;

@@ -37,6 +37,18 @@ extern "C" {
  *   LOCKED          reserved; a later KnVmCommit commits fully;
  *   neither         reserved; a later KnVmCommit commits lazily.
  *
+ * Lazy commit. The SDK: on an access, "the page containing the queried address and several pages
+ * before and after this address are committed". The userfaultfd engine (the default) does that:
+ * the first fault on an untouched lazy range fills the faulting page, at least one page before it
+ * and at least one after it (more as a sequential stream shows itself), never past the lazy range
+ * or the region. A write fills them with memory; a read maps them to the shared zero page, which
+ * costs no memory until a page is written, as Linux does for reads. A region whose faults look
+ * random is handed to kernel demand paging after a run of them, so random access does not pay
+ * for neighbours it never touches. Kernel demand paging, the fallback (KOSVMM_ENGINE=kernel, or
+ * no usable userfaultfd: seccomp, no privilege; see kosvmm/kosvmm.h), cannot fill around a fault:
+ * there the faulting page alone is committed. Neither difference is visible in contents: lazy
+ * pages read as zero until written.
+ *
  * Linux realisation: a region is one mmap(PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE);
  * the kernel protection of a page is derived from (state, protection) in one place: committed
  * pages get their protection, everything else PROT_NONE.
