@@ -330,6 +330,9 @@ static void rt_start(void)
     if (rt_peer == 0) {
         kosvmm_channel_close(rt_channel);
         close(sv[0]);
+        /* The peer stands for an unrelated process: it holds the buffer only through what it
+         * receives (an inherited handle would spare its imports the seal check). */
+        KnHandleClose(rt_handle);
         _exit(rt_serve(theirs, sv[1]));
     }
     kosvmm_channel_close(theirs);

@@ -40,6 +40,9 @@ enum kvmm_fork_rank {
     /* src/uffd/config.c: the lazy configuration; a leaf that the handler thread takes at every
      * fault and any thread may take through kosvmm_get/set_lazy_config. */
     KVMM_FORK_RANK_LAZY_CONFIG = 70,
+    /* src/mdl_memfd/channel.c: remakes a channel's locks in a fork child; a leaf. (A channel's own
+     * locks are not taken at fork: the child remakes them, see channel_impl.h.) */
+    KVMM_FORK_RANK_CHANNEL = 80,
 };
 
 /* At most this many modules register. */

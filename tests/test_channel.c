@@ -325,7 +325,7 @@ START_TEST(forged_bad_headers)
     h.magic ^= 1;
     expect_rejected(&h, sizeof h, 2, rcSecurityDisallow);
     h = header(KVMM_WIRE_KIND_HANDLE, 2, 0);
-    h.version = 2;
+    h.version = KVMM_WIRE_VERSION + 1;
     expect_rejected(&h, sizeof h, 2, rcSecurityDisallow);
     h = header(7, 2, 0);
     expect_rejected(&h, sizeof h, 2, rcSecurityDisallow);
@@ -357,7 +357,7 @@ START_TEST(handle_message_refused_without_handle_out)
     open_dummies(fds, 2);
     struct kvmm_mdl_export e = {.buffer_fd = fds[0], .buffer_size = 4096, .length = 4096,
                                 .rights = KVMM_RIGHT_READ, .revoke_count = 1, .revoke_fd = {fds[1]}};
-    ck_assert_int_eq(kvmm_wire_send(kosvmm_channel_fd(a), &e, "p", 1), 0);
+    ck_assert_int_eq(kvmm_wire_send(kosvmm_channel_fd(a), NULL, &e, "p", 1), 0);
     close_all(fds, 2);
     char buf[4];
     rtl_size_t n = 99;
@@ -371,12 +371,13 @@ END_TEST
 
 START_TEST(wire_round_trip_plain_fds)
 {
+    enum { WIRE_FDS = 1 + KVMM_MDL_MAX_REVOKE }; /* no table: every page INLINE, no feedback page */
     /* the wire layer alone, with plain descriptors: order and numbers arrive as sent */
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     int base = tu_fd_count();
-    int fds[KVMM_WIRE_MAX_FDS];
-    open_dummies(fds, KVMM_WIRE_MAX_FDS);
+    int fds[WIRE_FDS];
+    open_dummies(fds, WIRE_FDS);
     struct kvmm_mdl_export e = {.buffer_fd = fds[0], .buffer_size = 1 << 20, .offset = 4096, .length = 8192,
                                 .rights = KVMM_RIGHT_READ | KVMM_RIGHT_TRANSFER,
                                 .revoke_count = KVMM_MDL_MAX_REVOKE};
@@ -384,15 +385,15 @@ START_TEST(wire_round_trip_plain_fds)
         e.revoke_fd[i] = fds[1 + i];
         e.revoke_slot[i] = (uint32_t)(100 + i);
     }
-    ck_assert_int_eq(kvmm_wire_send(sv[0], &e, "abc", 3), 0);
+    ck_assert_int_eq(kvmm_wire_send(sv[0], NULL, &e, "abc", 3), 0);
     e.revoke_count = KVMM_MDL_MAX_REVOKE + 1;
-    ck_assert_int_eq(kvmm_wire_send(sv[0], &e, "abc", 3), -EINVAL);
-    ck_assert_int_eq(kvmm_wire_send(sv[0], NULL, "abc", KVMM_WIRE_MAX_PAYLOAD + 1), -EINVAL);
-    close_all(fds, KVMM_WIRE_MAX_FDS);
+    ck_assert_int_eq(kvmm_wire_send(sv[0], NULL, &e, "abc", 3), -EINVAL);
+    ck_assert_int_eq(kvmm_wire_send(sv[0], NULL, NULL, "abc", KVMM_WIRE_MAX_PAYLOAD + 1), -EINVAL);
+    close_all(fds, WIRE_FDS);
 
     struct kvmm_wire_rxbuf rx;
     struct kvmm_wire_msg m;
-    ck_assert_int_eq(kvmm_wire_recv(sv[1], &rx, &m, 16), 0);
+    ck_assert_int_eq(kvmm_wire_recv(sv[1], &rx, NULL, &m, 16), 0);
     ck_assert_uint_eq(m.kind, KVMM_WIRE_KIND_HANDLE);
     ck_assert_uint_eq(m.payload_size, 3);
     ck_assert_int_eq(memcmp(m.payload, "abc", 3), 0);
@@ -402,7 +403,7 @@ START_TEST(wire_round_trip_plain_fds)
     ck_assert_uint_eq(m.desc.revoke_count, KVMM_MDL_MAX_REVOKE);
     ck_assert_uint_eq(m.desc.revoke_slot[3], 103);
     ck_assert_int_eq(fcntl(m.desc.buffer_fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC); /* MSG_CMSG_CLOEXEC */
-    ck_assert_int_eq(tu_fd_count(), base + KVMM_WIRE_MAX_FDS);
+    ck_assert_int_eq(tu_fd_count(), base + WIRE_FDS);
     kvmm_wire_msg_close(&m);
     ck_assert_int_eq(tu_fd_count(), base);
     close_all(sv, 2);
@@ -748,7 +749,7 @@ START_TEST(forged_description_claims_write)
     struct kvmm_mdl_export e;
     ck_assert_int_eq(kvmm_mdl_export(h, KVMM_RIGHT_READ, &e), 0);
     e.rights |= KVMM_RIGHT_WRITE;
-    ck_assert_int_eq(kvmm_wire_send(kosvmm_channel_fd(a), &e, RTL_NULL, 0), 0);
+    ck_assert_int_eq(kvmm_wire_send(kosvmm_channel_fd(a), NULL, &e, RTL_NULL, 0), 0);
     kvmm_mdl_export_close(&e);
     Handle got = 5;
     ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcNoCapability);

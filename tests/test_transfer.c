@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* tests/test_transfer.c — the handle-transfer fast path: lent descriptors, the per-buffer read-only description, the revocation-page cache. */
+/* tests/test_transfer.c — the handle-transfer fast path: lent descriptors, the per-buffer read-only description, the revocation-page cache and the per-channel page table. */
 #include "testutil.h"
 
 #include <coresrv/handle/handle_api.h>
@@ -12,10 +12,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "handle_table.h"
+#include "mdl_memfd/channel_impl.h"
 #include "mdl_memfd/mdl_internal.h"
 
 #define R VMM_FLAG_READ
@@ -25,8 +29,10 @@
  * meanwhile. */
 #if TU_SANITIZED || defined(__SANITIZE_THREAD__)
 #define MAPS_EQ(now, before) ((now) <= (before) + 64)
+#define MAPS_SLACK 64L
 #else
 #define MAPS_EQ(now, before) ((now) == (before))
+#define MAPS_SLACK 0L
 #endif
 
 static size_t P(void)
@@ -77,7 +83,9 @@ START_TEST(read_only_description_once_per_buffer)
         uint32_t mask = i % 3 == 1 ? RW : R;
         m[P() + 7] = (unsigned char)(0x30 + i);
         ck_assert_uint_eq(kosvmm_channel_send_handle(a, src, mask, RTL_NULL, 0), rcOk);
-        ck_assert_int_eq(tu_fd_count(), held + 1); /* the read-only description, from the first send on */
+        /* the read-only description, from the first send on; with the first, the channel's feedback
+         * page, whose descriptor it keeps until the receiver has the page (the second send sees that) */
+        ck_assert_int_eq(tu_fd_count(), held + 1 + (i == 0));
         Handle got;
         ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcOk);
         ck_assert_int_eq(handle_accmode(got), mask == RW ? O_RDWR : O_RDONLY);
@@ -143,9 +151,10 @@ START_TEST(read_only_description_after_fork)
     ck_assert_uint_eq(KnVmUnmap(r, P()), rcOk);
     ck_assert_uint_eq(KnHandleClose(got), rcOk);
     ck_assert_int_eq(tu_fd_count(), parent_fds);
-    /* the parent's description survived the child's close */
+    /* the parent's description survived the child's close; this send sees that b has the channel's
+     * feedback page (the first send made it) and closes its descriptor */
     ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
-    ck_assert_int_eq(tu_fd_count(), parent_fds);
+    ck_assert_int_eq(tu_fd_count(), parent_fds - 1);
     ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcOk);
     ck_assert_int_eq(handle_accmode(got), O_RDONLY);
     ck_assert_uint_eq(KnHandleClose(got), rcOk);
@@ -348,6 +357,340 @@ START_TEST(revocation_page_cache_after_fork)
 }
 END_TEST
 
+/* ---- the per-channel page table ------------------------------------------------------------------ */
+
+/* A buffer of one page holding tag, read-write. */
+static Handle tagged_buffer(unsigned char tag)
+{
+    Handle h;
+    unsigned char *m;
+    ck_assert_uint_eq(KnPmmMdlCreate(P(), RW, &h), rcOk);
+    ck_assert_uint_eq(KnPmmMdlMap(h, 0, P(), RTL_NULL, RW, (void **)&m), rcOk);
+    m[0] = tag;
+    ck_assert_uint_eq(KnVmUnmap(m, P()), rcOk);
+    return h;
+}
+
+/* Child side: receives a handle (rcOk expected), checks its tag, returns it. */
+static Handle child_fetch(kosvmm_channel *ch, unsigned char tag)
+{
+    Handle got;
+    void *r;
+    TU_CHILD_CHECK(kosvmm_channel_recv(ch, &got, RTL_NULL, 0, RTL_NULL) == rcOk);
+    TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r) == rcOk && ((unsigned char *)r)[0] == tag);
+    TU_CHILD_CHECK(KnVmUnmap(r, P()) == rcOk);
+    return got;
+}
+
+static void child_ack(kosvmm_channel *ch)
+{
+    TU_CHILD_CHECK(kosvmm_channel_send(ch, "k", 1) == rcOk);
+}
+
+static void wait_ack(kosvmm_channel *ch)
+{
+    char k = 0;
+    ck_assert_uint_eq(kosvmm_channel_recv(ch, RTL_NULL, &k, 1, RTL_NULL), rcOk);
+    ck_assert_int_eq(k, 'k');
+}
+
+/*
+ * The first handle message of a channel carries the pages inline (and the feedback page), the
+ * second puts the page in the receiver's table, the third names it: it carries the buffer's
+ * descriptor alone, maps nothing new, and the sender's revocation still reaches the copy received
+ * through the table entry.
+ */
+START_TEST(table_revocation_reaches_copy)
+{
+    Handle h = tagged_buffer(0x5C);
+    kosvmm_channel *a, *b;
+    pid_t child = tu_fork_peer(&a, &b);
+    if (child == 0) {
+        KnHandleClose(h); /* the parent's buffer reaches this process only through the channel */
+        for (int i = 0; i < 2; i++) {
+            TU_CHILD_CHECK(KnHandleClose(child_fetch(b, 0x5C)) == rcOk);
+            child_ack(b);
+        }
+        TU_CHILD_CHECK(kvmm_channel_table_pages(b) == 1);
+        int fds = tu_fd_count();
+        long maps = tu_maps_lines();
+        Handle got = child_fetch(b, 0x5C);
+        TU_CHILD_CHECK(tu_fd_count() == fds + 1); /* the buffer's description, nothing else */
+        TU_CHILD_CHECK(MAPS_EQ(tu_maps_lines(), maps));
+        TU_CHILD_CHECK(kvmm_mdl_rpage_count() == 1);
+        child_ack(b);
+        char c;
+        TU_CHILD_CHECK(kosvmm_channel_recv(b, RTL_NULL, &c, 1, RTL_NULL) == rcOk && c == 'r');
+        void *r;
+        TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnHandleClose(got) == rcOk);
+        _exit(0);
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
+        wait_ack(a);
+    }
+    ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
+    ck_assert_uint_eq(kosvmm_channel_send(a, "r", 1), rcOk);
+    tu_wait_child_ok(child);
+    kosvmm_channel_close(a);
+}
+END_TEST
+
+/* A forger's datagram on the wire (bypassing every check of the sending side). */
+static void forge(int sock, const struct kvmm_wire_header *hd, const int *fds, int nfds)
+{
+    struct {
+        _Alignas(struct cmsghdr) char buf[CMSG_SPACE(sizeof(int) * 4)];
+    } control;
+    struct iovec iov = {(void *)hd, sizeof *hd};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds) {
+        memset(&control, 0, sizeof control);
+        m.msg_control = control.buf;
+        m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+    }
+    ck_assert_int_eq(sendmsg(sock, &m, MSG_NOSIGNAL), (ssize_t)sizeof *hd);
+}
+
+/* A handle message naming page entries: buffer fd plus the given page fds. */
+static void forge_pages(int sock, const uint8_t *how, const uint8_t *index, const uint64_t *ino, uint32_t n,
+                        uint64_t dev)
+{
+    struct kvmm_wire_header hd = {.magic = KVMM_WIRE_MAGIC, .version = KVMM_WIRE_VERSION,
+                                  .kind = KVMM_WIRE_KIND_HANDLE, .buffer_size = P(), .length = P(),
+                                  .rights = R, .revoke_count = n};
+    int fds[4], nfds = 0;
+    fds[nfds++] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (uint32_t i = 0; i < n; i++) {
+        hd.revoke_how[i] = how[i];
+        hd.revoke_index[i] = index[i];
+        hd.revoke_dev[i] = dev;
+        hd.revoke_ino[i] = ino[i];
+        if (how[i] != KVMM_WIRE_PAGE_REF)
+            fds[nfds++] = open("/dev/null", O_RDONLY | O_CLOEXEC); /* no revocation page */
+    }
+    hd.nfds = (uint32_t)nfds;
+    forge(sock, &hd, fds, nfds);
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+}
+
+/*
+ * Forged references into the table: an empty entry, one past the table, a filled entry under
+ * another identity, an INSTALL of something that is no revocation page, two INSTALLs into one
+ * entry. Each is refused as a forgery with every descriptor closed and no mapping left, and the
+ * channel still carries real handles afterwards (an entry a forged INSTALL emptied is installed
+ * again by the sender, which learns it through the feedback page).
+ */
+START_TEST(table_forged_entries_refused)
+{
+    Handle h = tagged_buffer(0x6D);
+    kosvmm_channel *a, *b;
+    ck_assert_uint_eq(kosvmm_channel_pair(&a, &b), rcOk);
+    for (int i = 0; i < 2; i++) { /* feedback page, then h's page into entry 0 */
+        Handle got;
+        ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcOk);
+        ck_assert_uint_eq(KnHandleClose(got), rcOk);
+    }
+    ck_assert_uint_eq(kvmm_channel_table_pages(b), 1);
+    uint64_t dev = b->rx.dev[0], ino0 = b->rx.ino[0];
+    const struct {
+        uint8_t how[2], index[2];
+        uint64_t ino[2];
+        uint32_t n;
+    } forged[] = {
+        {{KVMM_WIRE_PAGE_REF}, {5}, {ino0}, 1},                                  /* empty entry */
+        {{KVMM_WIRE_PAGE_REF}, {KVMM_WIRE_TABLE}, {ino0}, 1},                    /* past the table */
+        {{KVMM_WIRE_PAGE_REF}, {200}, {ino0}, 1},
+        {{KVMM_WIRE_PAGE_REF}, {0}, {ino0 + 1}, 1},                              /* another identity */
+        {{KVMM_WIRE_PAGE_INSTALL}, {3}, {ino0}, 1},                              /* not a page */
+        {{KVMM_WIRE_PAGE_INSTALL, KVMM_WIRE_PAGE_INSTALL}, {4, 4}, {ino0, ino0}, 2}, /* one entry twice */
+        {{KVMM_WIRE_PAGE_INSTALL}, {0}, {ino0}, 1},                              /* over a good entry */
+    };
+    for (size_t k = 0; k < sizeof forged / sizeof forged[0]; k++) {
+        int fds = tu_fd_count();
+        long maps = tu_maps_lines();
+        forge_pages(kosvmm_channel_fd(a), forged[k].how, forged[k].index, forged[k].ino, forged[k].n, dev);
+        Handle got = 77;
+        ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcSecurityDisallow);
+        ck_assert_uint_eq(got, 77);
+        ck_assert_int_eq(tu_fd_count(), fds);
+        ck_assert(MAPS_EQ(tu_maps_lines(), maps));
+        ck_assert_uint_eq(kvmm_handle_count(), 1);
+        /* the channel still works, its revocation too */
+        ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcOk);
+        ck_assert_uint_eq(kvmm_channel_table_pages(b), 1);
+        ck_assert_uint_eq(KnHandleClose(got), rcOk);
+    }
+    Handle got;
+    ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
+    ck_assert_uint_eq(kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL), rcOk);
+    ck_assert_uint_eq(KnHandleRevoke(h), rcOk);
+    void *r;
+    ck_assert_uint_eq(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r), rcHandleRevoked);
+    ck_assert_uint_eq(KnHandleClose(got), rcOk);
+    kosvmm_channel_close(a);
+    kosvmm_channel_close(b);
+    ck_assert_uint_eq(kvmm_handle_count(), 0);
+    ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
+}
+END_TEST
+
+/*
+ * A reconnecting peer starts from empty tables: each accepted connection is a channel of its own,
+ * and a new channel object over the same socket end (kosvmm_channel_from_fd) hands over a new
+ * feedback page, on which the receiver drops the old table. Handles keep arriving intact.
+ */
+START_TEST(table_not_inherited_on_reconnect)
+{
+    char name[64];
+    snprintf(name, sizeof name, "kosvmm-test-%d-table", (int)getpid());
+    kosvmm_channel_server *srv;
+    ck_assert_uint_eq(kosvmm_channel_listen(name, &srv), rcOk);
+    Handle h = tagged_buffer(0x7E);
+    for (int conn = 0; conn < 3; conn++) {
+        kosvmm_channel *c, *p;
+        ck_assert_uint_eq(kosvmm_channel_connect(name, &c), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_accept(srv, &p), rcOk);
+        ck_assert_uint_eq(kvmm_channel_table_pages(p), 0);
+        for (int i = 0; i < 3; i++) {
+            Handle got;
+            void *r;
+            ck_assert_uint_eq(kosvmm_channel_send_handle(c, h, R, RTL_NULL, 0), rcOk);
+            ck_assert_uint_eq(kosvmm_channel_recv(p, &got, RTL_NULL, 0, RTL_NULL), rcOk);
+            ck_assert_uint_eq(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r), rcOk);
+            ck_assert_uint_eq(((unsigned char *)r)[0], 0x7E);
+            ck_assert_uint_eq(KnVmUnmap(r, P()), rcOk);
+            ck_assert_uint_eq(KnHandleClose(got), rcOk);
+        }
+        ck_assert_uint_eq(kvmm_channel_table_pages(p), 1);
+        /* the same socket end under a new object: its first message resets the receiver's table */
+        kosvmm_channel *c2;
+        int fd2 = dup(kosvmm_channel_fd(c));
+        ck_assert_int_ge(fd2, 0);
+        ck_assert_uint_eq(kosvmm_channel_from_fd(fd2, &c2), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_close(c), rcOk);
+        Handle got;
+        ck_assert_uint_eq(kosvmm_channel_send_handle(c2, h, R, RTL_NULL, 0), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_recv(p, &got, RTL_NULL, 0, RTL_NULL), rcOk);
+        ck_assert_uint_eq(kvmm_channel_table_pages(p), 0);
+        ck_assert_uint_eq(KnHandleClose(got), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_send_handle(c2, h, R, RTL_NULL, 0), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_recv(p, &got, RTL_NULL, 0, RTL_NULL), rcOk);
+        ck_assert_uint_eq(kvmm_channel_table_pages(p), 1);
+        ck_assert_uint_eq(KnHandleClose(got), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_close(c2), rcOk);
+        ck_assert_uint_eq(kosvmm_channel_close(p), rcOk);
+    }
+    ck_assert_uint_eq(KnHandleClose(h), rcOk);
+    ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
+    ck_assert_uint_eq(kvmm_mdl_rpage_count(), 0);
+}
+END_TEST
+
+/*
+ * A sender whose every buffer has a revocation page of its own (each closed before the next is
+ * made): the receiver's table keeps at most KVMM_WIRE_TABLE pages, one descriptor and one mapping
+ * each, however many pages pass, and gives them all back when the channel closes.
+ */
+START_TEST(table_is_bounded)
+{
+    kosvmm_channel *a, *b;
+    pid_t child = tu_fork_peer(&a, &b);
+    const int buffers = 3 * KVMM_WIRE_TABLE;
+    if (child == 0) {
+        int fds0 = tu_fd_count();
+        long maps0 = tu_maps_lines();
+        for (int i = 0; i < buffers; i++) {
+            for (int k = 0; k < 2; k++)
+                TU_CHILD_CHECK(KnHandleClose(child_fetch(b, (unsigned char)i)) == rcOk);
+            uint32_t pages = kvmm_channel_table_pages(b);
+            TU_CHILD_CHECK(pages <= KVMM_WIRE_TABLE && kvmm_mdl_rpage_count() == pages);
+            /* the table's pages (descriptor + mapping each) and the feedback page's mapping */
+            TU_CHILD_CHECK(tu_fd_count() == fds0 + (int)pages);
+            TU_CHILD_CHECK(tu_maps_lines() - (long)kvmm_mdl_rpage_cached() <= maps0 + (long)pages + 1 + MAPS_SLACK);
+            child_ack(b);
+        }
+        TU_CHILD_CHECK(kvmm_channel_table_pages(b) == KVMM_WIRE_TABLE);
+        TU_CHILD_CHECK(kosvmm_channel_close(b) == rcOk);
+        TU_CHILD_CHECK(tu_fd_count() == fds0 - 1 && kvmm_mdl_rpage_count() == 0);
+        _exit(0);
+    }
+    for (int i = 0; i < buffers; i++) {
+        Handle h = tagged_buffer((unsigned char)i);
+        for (int k = 0; k < 2; k++) /* the second would name the page if the first installed it */
+            ck_assert_uint_eq(kosvmm_channel_send_handle(a, h, R, RTL_NULL, 0), rcOk);
+        ck_assert_uint_eq(KnHandleClose(h), rcOk); /* its page goes: the next buffer gets a new one */
+        wait_ack(a);
+    }
+    tu_wait_child_ok(child);
+    kosvmm_channel_close(a);
+}
+END_TEST
+
+/*
+ * A receiver that runs out of descriptors while an INSTALL arrives loses that entry; it tells the
+ * sender through the feedback page, so the next message installs the page again and arrives,
+ * and the sender's revocation reaches the copy.
+ */
+START_TEST(table_lost_install_is_installed_again)
+{
+    kosvmm_channel *a, *b;
+    pid_t child = tu_fork_peer(&a, &b);
+    if (child == 0) {
+        TU_CHILD_CHECK(KnHandleClose(child_fetch(b, 1)) == rcOk); /* feedback page */
+        child_ack(b);
+        TU_CHILD_CHECK(KnHandleClose(child_fetch(b, 1)) == rcOk); /* page 1 installed */
+        child_ack(b);
+        /* the next message installs page 2 with room for the buffer's descriptor only */
+        int fds = tu_fd_count();
+        int low = dup(0);
+        TU_CHILD_CHECK(low >= 0 && close(low) == 0);
+        struct rlimit old, lim;
+        TU_CHILD_CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+        lim = old;
+        lim.rlim_cur = (rlim_t)(low + 1);
+        TU_CHILD_CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0);
+        Handle got = 9;
+        Retcode rc = kosvmm_channel_recv(b, &got, RTL_NULL, 0, RTL_NULL);
+        TU_CHILD_CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+        TU_CHILD_CHECK(rc == rcQuotaExceeded && got == 9 && tu_fd_count() == fds);
+        child_ack(b);
+        got = child_fetch(b, 2);
+        child_ack(b);
+        char c;
+        TU_CHILD_CHECK(kosvmm_channel_recv(b, RTL_NULL, &c, 1, RTL_NULL) == rcOk && c == 'r');
+        void *r;
+        TU_CHILD_CHECK(KnPmmMdlMap(got, 0, P(), RTL_NULL, R, &r) == rcHandleRevoked);
+        TU_CHILD_CHECK(KnHandleClose(got) == rcOk);
+        _exit(0);
+    }
+    Handle h1 = tagged_buffer(1);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_uint_eq(kosvmm_channel_send_handle(a, h1, R, RTL_NULL, 0), rcOk);
+        wait_ack(a);
+    }
+    ck_assert_uint_eq(KnHandleClose(h1), rcOk); /* page 1 goes: h2's word is on a new page */
+    Handle h2 = tagged_buffer(2);
+    ck_assert_uint_eq(kosvmm_channel_send_handle(a, h2, R, RTL_NULL, 0), rcOk);
+    wait_ack(a);
+    ck_assert_uint_eq(kosvmm_channel_send_handle(a, h2, R, RTL_NULL, 0), rcOk);
+    wait_ack(a);
+    ck_assert_uint_eq(KnHandleRevoke(h2), rcOk);
+    ck_assert_uint_eq(kosvmm_channel_send(a, "r", 1), rcOk);
+    tu_wait_child_ok(child);
+    kosvmm_channel_close(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("transfer");
@@ -362,6 +705,14 @@ int main(void)
     tcase_add_test(tc, revocation_page_cache_is_bounded);
     tcase_add_test(tc, refused_import_caches_nothing);
     tcase_add_test(tc, revocation_page_cache_after_fork);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("channel_table");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, table_revocation_reaches_copy);
+    tcase_add_test(tc, table_forged_entries_refused);
+    tcase_add_test(tc, table_not_inherited_on_reconnect);
+    tcase_add_test(tc, table_is_bounded);
+    tcase_add_test(tc, table_lost_install_is_installed_again);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -10,18 +10,94 @@
 
 #include "channel_impl.h"
 #include "errors.h"
+#include "fork.h"
 #include "policy.h"
 #include "visibility.h"
 
 #define KNOWN_RIGHTS (KVMM_RIGHT_READ | KVMM_RIGHT_WRITE | KVMM_RIGHT_EXECUTE | KVMM_RIGHT_TRANSFER)
+
+static unsigned long fork_epoch;                                 /* bumped in every fork child */
+static pthread_mutex_t remake_lock = PTHREAD_MUTEX_INITIALIZER; /* a leaf: nothing is taken under it */
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&remake_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&remake_lock);
+}
+
+static void fork_child(void)
+{
+    __atomic_add_fetch(&fork_epoch, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&remake_lock);
+}
+
+static const struct kvmm_fork_hooks fork_hooks = {fork_prepare, fork_parent, fork_child};
+
+__attribute__((constructor)) static void register_fork_hooks(void)
+{
+    kvmm_fork_register(&fork_hooks, KVMM_FORK_RANK_CHANNEL);
+}
+
+void kvmm_channel_init(kosvmm_channel *ch, int fd, struct kosvmm_channel_server *server)
+{
+    kvmm_fork_guard(); /* the epoch must move in a fork child */
+    memset(ch, 0, sizeof *ch);
+    ch->fd = fd;
+    ch->server = server;
+    ch->epoch = __atomic_load_n(&fork_epoch, __ATOMIC_ACQUIRE);
+    kvmm_wire_txtable_init(&ch->tx);
+    pthread_mutex_init(&ch->tx_lock, NULL);
+    pthread_mutex_init(&ch->rx_lock, NULL);
+}
+
+void kvmm_channel_fini(kosvmm_channel *ch)
+{
+    kvmm_channel_fork_check(ch);
+    kvmm_wire_txtable_clear(&ch->tx);
+    kvmm_wire_rxtable_clear(&ch->rx);
+    pthread_mutex_destroy(&ch->tx_lock);
+    pthread_mutex_destroy(&ch->rx_lock);
+}
+
+void kvmm_channel_fork_check(kosvmm_channel *ch)
+{
+    unsigned long e = __atomic_load_n(&fork_epoch, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&ch->epoch, __ATOMIC_ACQUIRE) == e)
+        return;
+    pthread_mutex_lock(&remake_lock);
+    if (ch->epoch != e) {
+        /* Only this thread exists in the child of the fork that left them stale: no owner to wait for. */
+        pthread_mutex_init(&ch->tx_lock, NULL);
+        pthread_mutex_init(&ch->rx_lock, NULL);
+        ch->tx.off = true;
+        __atomic_store_n(&ch->epoch, e, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&remake_lock);
+}
+
+uint32_t kvmm_channel_table_pages(const kosvmm_channel *ch)
+{
+    uint32_t n = 0;
+    for (unsigned j = 0; j < KVMM_WIRE_TABLE; j++)
+        n += ch->rx.page[j] != NULL;
+    return n;
+}
+
+static void unlock_mutex(void *mutex)
+{
+    pthread_mutex_unlock(mutex);
+}
 
 static int channel_new(int fd, kosvmm_channel **out)
 {
     kosvmm_channel *ch = malloc(sizeof *ch);
     if (!ch)
         return -ENOMEM;
-    ch->fd = fd;
-    ch->server = NULL;
+    kvmm_channel_init(ch, fd, NULL);
     *out = ch;
     return 0;
 }
@@ -135,6 +211,7 @@ static int channel_close(kosvmm_channel *channel)
         return -EINVAL;
     if (channel->server)
         return -EOPNOTSUPP;
+    kvmm_channel_fini(channel);
     close(channel->fd);
     free(channel);
     return 0;
@@ -166,7 +243,7 @@ KVMM_PUBLIC Retcode kosvmm_channel_peer_cred(const kosvmm_channel *channel, kosv
 
 static int channel_send(kosvmm_channel *channel, const void *payload, size_t size)
 {
-    return channel ? kvmm_wire_send(channel->fd, NULL, payload, size) : -EINVAL;
+    return channel ? kvmm_wire_send(channel->fd, NULL, NULL, payload, size) : -EINVAL;
 }
 
 KVMM_PUBLIC Retcode kosvmm_channel_send(kosvmm_channel *channel, const void *payload, rtl_size_t size)
@@ -188,7 +265,12 @@ static int send_handle(kosvmm_channel *channel, Handle handle, uint32_t mask, co
     int rc = kvmm_mdl_export_lent(handle, mask, &e, &lender);
     if (rc)
         return rc;
-    rc = kvmm_wire_send(channel->fd, &e, payload, size);
+    kvmm_channel_fork_check(channel);
+    /* sendmsg is a cancellation point: a cancelled sender must not keep the channel locked. */
+    pthread_mutex_lock(&channel->tx_lock);
+    pthread_cleanup_push(unlock_mutex, &channel->tx_lock);
+    rc = kvmm_wire_send(channel->fd, &channel->tx, &e, payload, size);
+    pthread_cleanup_pop(1);
     kvmm_mdl_export_return(lender);
     return rc;
 }
@@ -215,9 +297,11 @@ int kvmm_channel_deliver(struct kvmm_wire_msg *m, Handle *handle)
         kvmm_wire_msg_close(m);
         return denied;
     }
-    int rc = kvmm_mdl_import(&m->desc, handle); /* owns the descriptors from here, success or not */
-    for (int i = 0; i < KVMM_MDL_MAX_REVOKE; i++)
+    int rc = kvmm_mdl_import(&m->desc, handle); /* owns the descriptors and pages from here, success or not */
+    for (int i = 0; i < KVMM_MDL_MAX_REVOKE; i++) {
         m->desc.revoke_fd[i] = -1;
+        m->desc.revoke_page[i] = NULL;
+    }
     m->desc.buffer_fd = -1;
     return rc;
 }
@@ -231,7 +315,13 @@ static int channel_recv(kosvmm_channel *channel, Handle *handle, void *payload, 
     struct kvmm_wire_rxbuf rx; /* header + largest payload: 4 KiB of stack, no allocation per message */
     struct kvmm_wire_msg m;
     Handle h;
-    int rc = kvmm_wire_recv(channel->fd, &rx, &m, capacity);
+    int rc;
+    kvmm_channel_fork_check(channel);
+    /* recvmsg is a cancellation point: a cancelled receiver must not keep the channel locked. */
+    pthread_mutex_lock(&channel->rx_lock);
+    pthread_cleanup_push(unlock_mutex, &channel->rx_lock);
+    rc = kvmm_wire_recv(channel->fd, &rx, &channel->rx, &m, capacity);
+    pthread_cleanup_pop(1);
     if (rc == 0)
         rc = kvmm_channel_deliver(&m, handle ? &h : NULL);
     if (rc)

@@ -4,14 +4,35 @@
 #define KVMM_CHANNEL_IMPL_H
 
 #include <kosvmm/kosvmm.h>
+#include <pthread.h>
 #include <sys/un.h>
 
 #include "channel_wire.h"
 
+/*
+ * A channel end and the revocation-page tables of its two directions. The table of a direction is
+ * state shared with the other end, so a handle send (choosing entries, sendmsg, learning the
+ * entries) and a receive (recvmsg, applying the entries) each run whole under their lock, in the
+ * order the datagrams travel. fork() may copy a lock another thread held: the child re-makes the
+ * locks at its first use of the channel (epoch), and sends every page INLINE on channels it
+ * inherited, since the parent may still be filling the receiver's table through the same socket.
+ */
 struct kosvmm_channel {
     int fd;
     struct kosvmm_channel_server *server; /* non-NULL: accepted by that server's ring, which reads it */
+    unsigned long epoch;                  /* the fork epoch the locks were made in (atomic) */
+    pthread_mutex_t tx_lock, rx_lock;     /* rank: above every lock of lib/fork.h (they are taken under them) */
+    struct kvmm_wire_txtable tx;
+    struct kvmm_wire_rxtable rx;
 };
+
+/* A new channel end over fd (zeroed tables, fresh locks) / what it holds besides fd, released. */
+void kvmm_channel_init(kosvmm_channel *ch, int fd, struct kosvmm_channel_server *server);
+void kvmm_channel_fini(kosvmm_channel *ch);
+/* Makes ch's locks usable in a fork child (the first call there per channel); cheap otherwise. */
+void kvmm_channel_fork_check(kosvmm_channel *ch);
+/* Pages in ch's receive table (for tests: they are referenced, so kvmm_mdl_rpage_count has them). */
+uint32_t kvmm_channel_table_pages(const kosvmm_channel *ch);
 
 /* Turns a parsed message into what the caller sees: a handle message becomes a handle of this
  * process (import takes the descriptors in every case), or is dropped with -EOPNOTSUPP when handle

@@ -91,8 +91,7 @@ static int accept_peer(kosvmm_channel_server *server, kosvmm_channel **peer)
         close(fd);
         return -ENOMEM;
     }
-    ch->fd = fd;
-    ch->server = NULL;
+    kvmm_channel_init(ch, fd, NULL);
     *peer = ch;
     return 0;
 }
@@ -165,6 +164,7 @@ static void free_closed(kosvmm_channel_server *s)
     while (s->closed) {
         struct server_peer *p = s->closed;
         s->closed = p->next;
+        kvmm_channel_fini(&p->ch);
         close(p->ch.fd);
         free(p);
     }
@@ -210,8 +210,7 @@ static int on_accept(kosvmm_channel_server *s, int res, kosvmm_channel_event *ev
         close(res);
         return -ENOMEM;
     }
-    p->ch.fd = res;
-    p->ch.server = s;
+    kvmm_channel_init(&p->ch, res, s);
     p->next = s->peers;
     s->peers = p;
     arm_recv(s, p);
@@ -230,7 +229,8 @@ static int on_recv(kosvmm_channel_server *s, struct server_peer *p, int res, kos
     Handle h = INVALID_HANDLE;
     if (res == -EINTR || res == -EAGAIN)
         return arm_recv(s, p);
-    rc = res < 0 ? -ENOENT : kvmm_wire_parse(&p->rx, res, &m, KOSVMM_CHANNEL_MAX_PAYLOAD);
+    /* Only the thread in kosvmm_channel_server_wait receives on a server's peers: no lock. */
+    rc = res < 0 ? -ENOENT : kvmm_wire_parse(&p->rx, res, &p->ch.rx, &m, KOSVMM_CHANNEL_MAX_PAYLOAD);
     memset(ev, 0, offsetof(kosvmm_channel_event, payload));
     ev->peer = &p->ch;
     ev->handle = INVALID_HANDLE;
@@ -381,7 +381,7 @@ static void drain_ring(kosvmm_channel_server *s)
         } else if (res >= 0) {
             struct server_peer *p = (struct server_peer *)(uintptr_t)tag;
             struct kvmm_wire_msg m;
-            if (kvmm_wire_parse(&p->rx, res, &m, KOSVMM_CHANNEL_MAX_PAYLOAD) == 0)
+            if (kvmm_wire_parse(&p->rx, res, &p->ch.rx, &m, KOSVMM_CHANNEL_MAX_PAYLOAD) == 0)
                 kvmm_wire_msg_close(&m);
         }
     }

@@ -36,7 +36,36 @@ struct kvmm_mdl_export {
     uint32_t revoke_count;
     int revoke_fd[KVMM_MDL_MAX_REVOKE];       /* read-only fds of revocation-word pages */
     uint32_t revoke_slot[KVMM_MDL_MAX_REVOKE];/* word index within each page */
+    /* Sender (export): each page's identity, so a channel can tell a page it has sent before. */
+    uint64_t revoke_dev[KVMM_MDL_MAX_REVOKE], revoke_ino[KVMM_MDL_MAX_REVOKE];
+    /* Receiver (import): instead of revoke_fd[i] (then -1), a page already mapped here, with a
+     * reference the struct owns (kvmm_mdl_rpage_adopt / kvmm_mdl_rpage_ref); NULL otherwise. */
+    struct kvmm_mdl_rpage *revoke_page[KVMM_MDL_MAX_REVOKE];
 };
+
+/*
+ * Revocation pages for a channel's page table (channel_wire.c): a channel sends each page's fd
+ * once and names it by table index afterwards, so the receiver keeps the pages it was sent.
+ */
+struct kvmm_mdl_rpage;
+/* Takes fd (closed on failure, or kept as the page's own): checks it as a received revocation page
+ * (a read-only description of a regular file of at least a page, sealed against shrinking) and
+ * returns the page with that identity, referenced: one already mapped here, or a new read-only
+ * mapping (*fresh). dev, ino: its identity. -EACCES not read-only; -EINVAL otherwise. */
+int kvmm_mdl_rpage_adopt(int fd, struct kvmm_mdl_rpage **page, bool *fresh, uint64_t *dev, uint64_t *ino);
+/* Another reference to a page the caller holds a reference to. */
+void kvmm_mdl_rpage_ref(struct kvmm_mdl_rpage *page);
+/* Drops a reference; keep = false unmaps a page that no handle refers to at once (a refused
+ * message mapped it) instead of caching it. */
+void kvmm_mdl_rpage_release(struct kvmm_mdl_rpage *page, bool keep);
+
+/* A channel's feedback page: one page of 32-bit words the receiver stores into and the sender
+ * reads. _new: a sealed memfd page (its read-write fd, close-on-exec) mapped shared read-write.
+ * _map: checks a received one (read-write description, regular, a page or more, sealed against
+ * shrinking) and maps it shared read-write; fd stays the caller's. -EINVAL, -ENOMEM, -EMFILE. */
+int kvmm_mdl_shared_page_new(int *fd, uint32_t **words);
+int kvmm_mdl_shared_page_map(int fd, uint32_t **words, uint64_t *dev, uint64_t *ino);
+void kvmm_mdl_shared_page_unmap(uint32_t *words);
 
 /* Describes h for sending, with rights narrowed to h's rights & mask. New fds are made for e.
  * -EINVAL bad handle, -EKEYREVOKED revoked, -EACCES without KVMM_RIGHT_TRANSFER, -EMFILE/-ENOMEM;
@@ -51,10 +80,10 @@ int kvmm_mdl_export(Handle h, uint32_t mask, struct kvmm_mdl_export *e);
  * references. e must not be closed, imported or kept past the return. */
 int kvmm_mdl_export_lent(Handle h, uint32_t mask, struct kvmm_mdl_export *e, struct kvmm_mdl **lender);
 void kvmm_mdl_export_return(struct kvmm_mdl *lender);
-/* Closes every fd of e and marks them -1. */
+/* Closes every fd of e and marks them -1; drops its page references. */
 void kvmm_mdl_export_close(struct kvmm_mdl_export *e);
 /* Turns a received description into a handle of this process. Takes ownership of e's fds in all
- * cases (closed on failure; each set to -1 as it is taken). Checks e against the fds (size via
+ * cases (closed on failure; each set to -1 as it is taken), and of its page references. Checks e against the fds (size via
  * fstat, access mode via fcntl): a description claiming more than its fds allow is refused with
  * -EACCES, and so is a revocation fd that is not a read-only description. -EINVAL for a malformed
  * description: h NULL, unknown rights, a window outside the buffer or unaligned, an fd number

@@ -113,3 +113,45 @@ bool kvmm_mdl_prot_valid(int prot)
     /* The SDK's combinations; "no access" would make a buffer nobody can ever map. */
     return (prot & ~VMM_FLAG_RWX_MASK) == 0 && (prot & VMM_FLAG_READ);
 }
+
+int kvmm_mdl_shared_page_new(int *fd_out, uint32_t **words)
+{
+    size_t page = kvmm_os_page_size();
+    int fd;
+    int rc = kvmm_mdl_memfd("kosvmm-channel", page, KVMM_RIGHT_READ | KVMM_RIGHT_WRITE, &fd);
+    if (rc)
+        return rc;
+    uintptr_t m;
+    if ((rc = kvmm_os_map_file(fd, 0, page, PROT_READ | PROT_WRITE, 0, &m))) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    *words = (uint32_t *)m;
+    return 0;
+}
+
+int kvmm_mdl_shared_page_map(int fd, uint32_t **words, uint64_t *dev, uint64_t *ino)
+{
+    size_t page = kvmm_os_page_size();
+    struct stat st;
+    int fl = fcntl(fd, F_GETFL), seals = fcntl(fd, F_GET_SEALS);
+    /* Sealed against shrinking, or its owner could turn our stores into SIGBUS. */
+    if (fl < 0 || (fl & O_ACCMODE) != O_RDWR || seals < 0 || !(seals & F_SEAL_SHRINK) || fstat(fd, &st) != 0 ||
+        !S_ISREG(st.st_mode) || st.st_size < (off_t)page)
+        return -EINVAL;
+    uintptr_t m;
+    int rc = kvmm_os_map_file(fd, 0, page, PROT_READ | PROT_WRITE, 0, &m);
+    if (rc)
+        return rc;
+    *words = (uint32_t *)m;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return 0;
+}
+
+void kvmm_mdl_shared_page_unmap(uint32_t *words)
+{
+    if (words)
+        kvmm_os_release((uintptr_t)words, kvmm_os_page_size());
+}

@@ -94,6 +94,10 @@ int kvmm_mdl_hold(int fd, const struct stat *st, uint64_t bytes, struct kvmm_mdl
  * and kept until the buffer's last handle here closes): lent, never to be closed by the caller. */
 int kvmm_mdl_held_ro_fd(struct kvmm_mdl_held *h, int fd, int *out);
 void kvmm_mdl_unhold(struct kvmm_mdl_held *h);
+/* Whether a buffer held here has st's identity and had its seals checked by an import (seals are
+ * never removed, and the holder's fd pins the inode, so the identity names that very file). */
+bool kvmm_mdl_held_sealed(const struct stat *st);
+void kvmm_mdl_held_mark_sealed(struct kvmm_mdl_held *h);
 
 /* mdl_revoke.c — all under one process-wide lock, never held while calling the handle table. */
 /* Whether o or any origin of o has been revoked (atomic loads, no lock). */

@@ -25,6 +25,7 @@ struct kvmm_mdl_held {
     uint32_t refs;
     bool in_tree;
     int ro_fd;                 /* the buffer's read-only description for transfers, or -1 (atomic) */
+    bool sealed;               /* an import saw its seals against shrink and grow */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -116,5 +117,21 @@ int kvmm_mdl_held_ro_fd(struct kvmm_mdl_held *h, int fd, int *out)
     return 0;
 }
 
+bool kvmm_mdl_held_sealed(const struct stat *st)
+{
+    pthread_mutex_lock(&lock);
+    struct kvmm_avl_node *n = kvmm_avl_floor(&held, (uintptr_t)st->st_ino);
+    struct kvmm_mdl_held *h = n && n->key == (uintptr_t)st->st_ino ? kvmm_container_of(n, struct kvmm_mdl_held, node) : NULL;
+    bool sealed = h && h->dev == (uint64_t)st->st_dev && h->sealed;
+    pthread_mutex_unlock(&lock);
+    return sealed;
+}
+
+void kvmm_mdl_held_mark_sealed(struct kvmm_mdl_held *h)
+{
+    pthread_mutex_lock(&lock);
+    h->sealed = true;
+    pthread_mutex_unlock(&lock);
+}
 
 KVMM_FORK_MUTEX(lock, KVMM_FORK_RANK_MDL_HOLD);

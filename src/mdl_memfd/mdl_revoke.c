@@ -235,6 +235,9 @@ int kvmm_mdl_lend_words(const struct kvmm_mdl *o_const, struct kvmm_mdl_export *
         struct kvmm_mdl_word w = n < o->nanc ? o->anc[n] : o->own;
         e->revoke_fd[n] = w.page->fd;
         e->revoke_slot[n] = w.slot;
+        e->revoke_dev[n] = w.page->dev;
+        e->revoke_ino[n] = w.page->ino;
+        e->revoke_page[n] = NULL;
     }
     pthread_mutex_unlock(&lock);
     if (rc)
@@ -243,6 +246,8 @@ int kvmm_mdl_lend_words(const struct kvmm_mdl *o_const, struct kvmm_mdl_export *
     for (; n < KVMM_MDL_MAX_REVOKE; n++) {
         e->revoke_fd[n] = -1;
         e->revoke_slot[n] = 0;
+        e->revoke_dev[n] = e->revoke_ino[n] = 0;
+        e->revoke_page[n] = NULL;
     }
     return 0;
 }
@@ -250,15 +255,14 @@ int kvmm_mdl_lend_words(const struct kvmm_mdl *o_const, struct kvmm_mdl_export *
 /* What a revocation page fd must be, whether or not its page is known here: a read-only
  * description (another process we pass it on to must not be able to clear a word) of a regular
  * file at least a page long, and a word inside the page. */
-static int check_page_fd(int fd, uint32_t slot, struct stat *st)
+static int check_page_fd(int fd, struct stat *st)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         return -EINVAL;
     if ((fl & O_ACCMODE) != O_RDONLY)
         return -EACCES;
-    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_size < (off_t)kvmm_os_page_size() ||
-        slot >= words_per_page())
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_size < (off_t)kvmm_os_page_size())
         return -EINVAL;
     return 0;
 }
@@ -338,22 +342,39 @@ int kvmm_mdl_import_words(struct kvmm_mdl *o, struct kvmm_mdl_export *e)
     uint32_t n = e->revoke_count;
     struct stat st[KVMM_MDL_MAX_REVOKE];
     int rc = 0;
-    /* Everything is checked before anything is mapped. */
-    for (uint32_t i = 0; i < n && rc == 0; i++)
-        rc = check_page_fd(e->revoke_fd[i], e->revoke_slot[i], &st[i]);
+    /* Everything is checked before anything is mapped. A page that came as a reference is mapped
+     * here already and was checked when its fd arrived. */
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        if (e->revoke_slot[i] >= words_per_page() || (!e->revoke_page[i] && e->revoke_fd[i] < 0))
+            rc = -EINVAL;
+        else if (!e->revoke_page[i])
+            rc = check_page_fd(e->revoke_fd[i], &st[i]);
+    }
     pthread_mutex_lock(&lock);
     for (uint32_t i = 0; i < n && rc == 0; i++)
-        rc = check_new_page_fd(e->revoke_fd[i], &st[i]);
+        if (!e->revoke_page[i])
+            rc = check_new_page_fd(e->revoke_fd[i], &st[i]);
     for (uint32_t i = 0; i < n; i++) {
         int fd = e->revoke_fd[i];
+        struct kvmm_mdl_rpage *p = e->revoke_page[i];
         e->revoke_fd[i] = -1;
+        e->revoke_page[i] = NULL;
         if (rc) {
-            close(fd);
+            if (p)
+                unref(p, true);
+            else if (fd >= 0)
+                close(fd);
             continue;
         }
-        struct kvmm_mdl_rpage *p = NULL;
-        bool fresh;
-        if ((rc = page_attach(fd, &st[i], &p, &fresh)) == 0) {
+        bool fresh = false;
+        if (p) {
+            if (fd >= 0)
+                close(fd);
+        } else {
+            rc = page_attach(fd, &st[i], &p, &fresh);
+        }
+        if (rc == 0) {
+            /* A referenced page's reference becomes the ancestry entry's. */
             o->anc[o->nanc].page = p;
             o->anc[o->nanc].slot = e->revoke_slot[i];
             if (fresh)
@@ -366,6 +387,41 @@ int kvmm_mdl_import_words(struct kvmm_mdl *o, struct kvmm_mdl_export *e)
     if (rc == 0 && kvmm_mdl_is_revoked(o))
         rc = -EKEYREVOKED;
     return rc;
+}
+
+int kvmm_mdl_rpage_adopt(int fd, struct kvmm_mdl_rpage **page, bool *fresh, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    int rc = check_page_fd(fd, &st);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    pthread_mutex_lock(&lock);
+    if ((rc = check_new_page_fd(fd, &st)) == 0)
+        rc = page_attach(fd, &st, page, fresh);
+    else
+        close(fd);
+    pthread_mutex_unlock(&lock);
+    if (rc == 0) {
+        *dev = (uint64_t)st.st_dev;
+        *ino = (uint64_t)st.st_ino;
+    }
+    return rc;
+}
+
+void kvmm_mdl_rpage_ref(struct kvmm_mdl_rpage *p)
+{
+    pthread_mutex_lock(&lock);
+    p->refs++;
+    pthread_mutex_unlock(&lock);
+}
+
+void kvmm_mdl_rpage_release(struct kvmm_mdl_rpage *p, bool keep)
+{
+    pthread_mutex_lock(&lock);
+    unref(p, keep);
+    pthread_mutex_unlock(&lock);
 }
 
 void kvmm_mdl_settle_words(struct kvmm_mdl *o)

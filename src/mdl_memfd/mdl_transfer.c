@@ -95,6 +95,9 @@ void kvmm_mdl_export_close(struct kvmm_mdl_export *e)
         if (e->revoke_fd[i] >= 0)
             close(e->revoke_fd[i]);
         e->revoke_fd[i] = -1;
+        if (e->revoke_page[i])
+            kvmm_mdl_rpage_release(e->revoke_page[i], true);
+        e->revoke_page[i] = NULL;
     }
 }
 
@@ -109,6 +112,11 @@ static int check_description(const struct kvmm_mdl_export *e)
         return -EINVAL;
     /* Each fd is taken over exactly once: a number given twice would be closed twice. */
     for (uint32_t i = 0; i < e->revoke_count; i++) {
+        if (e->revoke_page[i]) { /* a page mapped here, by reference: no fd with it */
+            if (e->revoke_fd[i] >= 0)
+                return -EINVAL;
+            continue;
+        }
         if (e->revoke_fd[i] < 0 || e->revoke_fd[i] == e->buffer_fd)
             return -EINVAL;
         for (uint32_t j = 0; j < i; j++)
@@ -135,6 +143,11 @@ static void close_refused(struct kvmm_mdl_export *e)
             if (*fds[j] == fd)
                 *fds[j] = -1;
     }
+    for (uint32_t i = 0; i < n; i++) {
+        if (e->revoke_page[i])
+            kvmm_mdl_rpage_release(e->revoke_page[i], true);
+        e->revoke_page[i] = NULL;
+    }
 }
 
 /* The buffer fd against the description: the size it claims, sealed so no holder can shrink it
@@ -142,11 +155,16 @@ static void close_refused(struct kvmm_mdl_export *e)
  * read-write description by a read-only one when the rights lack WRITE. */
 static int check_buffer_fd(const struct kvmm_mdl_export *e, int *fd, struct stat *st)
 {
-    int fl = fcntl(*fd, F_GETFL), seals = fcntl(*fd, F_GET_SEALS);
-    if (fl < 0 || seals < 0 || fstat(*fd, st) != 0 || !S_ISREG(st->st_mode) ||
-        (uint64_t)st->st_size != e->buffer_size ||
-        (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+    int fl = fcntl(*fd, F_GETFL);
+    if (fl < 0 || fstat(*fd, st) != 0 || !S_ISREG(st->st_mode) || (uint64_t)st->st_size != e->buffer_size)
         return -EINVAL;
+    /* Seals are never removed, so a file already held here with its seals checked needs no
+     * second look: the held entry's fd pins the inode, so (dev, ino) names that very file. */
+    if (!kvmm_mdl_held_sealed(st)) {
+        int seals = fcntl(*fd, F_GET_SEALS);
+        if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+            return -EINVAL;
+    }
     int mode = fl & O_ACCMODE;
     if (mode == O_WRONLY || ((e->rights & KVMM_RIGHT_WRITE) && mode != O_RDWR))
         return -EACCES;
@@ -183,6 +201,7 @@ int kvmm_mdl_import(struct kvmm_mdl_export *e, Handle *h)
         kvmm_mdl_export_close(e);
         return rc;
     }
+    kvmm_mdl_held_mark_sealed(o->held);
     if ((rc = kvmm_mdl_import_words(o, e))) {
         kvmm_mdl_object_free(o);
         return rc;
