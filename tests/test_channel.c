@@ -32,28 +32,6 @@ static const char *unique_name(const char *what)
     return name;
 }
 
-/* Sends one datagram exactly as given: the forger's view of the wire, bypassing every check. */
-static void raw_send(int sock, const void *data, size_t len, const int *fds, int nfds)
-{
-    struct {
-        _Alignas(struct cmsghdr) char buf[CMSG_SPACE(sizeof(int) * 32)];
-    } control;
-    struct iovec iov = {(void *)data, len};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    ck_assert_int_le(nfds, 32);
-    if (nfds) {
-        memset(&control, 0, sizeof control);
-        m.msg_control = control.buf;
-        m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-    }
-    ck_assert_int_eq(sendmsg(sock, &m, MSG_NOSIGNAL), (ssize_t)len);
-}
-
 static struct kvmm_wire_header header(uint16_t kind, uint32_t nfds, uint32_t payload)
 {
     struct kvmm_wire_header h = {.magic = KVMM_WIRE_MAGIC, .version = KVMM_WIRE_VERSION, .kind = kind,
@@ -275,7 +253,7 @@ static void expect_rejected(const void *data, size_t len, int nfds, Retcode want
     int base = tu_fd_count();
     int fds[32];
     open_dummies(fds, nfds);
-    raw_send(kosvmm_channel_fd(a), data, len, fds, nfds);
+    tu_raw_send(kosvmm_channel_fd(a), data, len, fds, nfds);
     close_all(fds, nfds); /* the datagram holds its own references now */
     Handle h = 77;
     unsigned char buf[MAXP];
@@ -555,8 +533,8 @@ START_TEST(server_disconnect_and_close_with_unread_fds)
     int fds[3];
     open_dummies(fds, 3);
     struct kvmm_wire_header h = header(KVMM_WIRE_KIND_HANDLE, 3, 0);
-    raw_send(kosvmm_channel_fd(c2), &h, sizeof h, fds, 3); /* completes on the ring */
-    raw_send(kosvmm_channel_fd(c2), &h, sizeof h, fds, 3); /* waits in the socket's queue */
+    tu_raw_send(kosvmm_channel_fd(c2), &h, sizeof h, fds, 3); /* completes on the ring */
+    tu_raw_send(kosvmm_channel_fd(c2), &h, sizeof h, fds, 3); /* waits in the socket's queue */
     close_all(fds, 3);
     usleep(100 * 1000); /* let the pending recvmsg complete on the ring, installing the descriptors */
     ck_assert_uint_eq(kosvmm_channel_server_close(srv), rcOk);
@@ -586,13 +564,13 @@ START_TEST(server_rejects_forged_on_ring)
     int fds[20];
     open_dummies(fds, 20);
     struct kvmm_wire_header h = header(KVMM_WIRE_KIND_HANDLE, 20, 0);
-    raw_send(kosvmm_channel_fd(c), &h, sizeof h, fds, 20);                 /* MSG_CTRUNC */
+    tu_raw_send(kosvmm_channel_fd(c), &h, sizeof h, fds, 20);                 /* MSG_CTRUNC */
     static unsigned char big[sizeof(struct kvmm_wire_header) + MAXP + 1];
     h = header(KVMM_WIRE_KIND_HANDLE, 1, MAXP + 1);
     memcpy(big, &h, sizeof h);
-    raw_send(kosvmm_channel_fd(c), big, sizeof big, fds, 1);               /* MSG_TRUNC */
+    tu_raw_send(kosvmm_channel_fd(c), big, sizeof big, fds, 1);               /* MSG_TRUNC */
     h = header(KVMM_WIRE_KIND_DATA, 0, 0);
-    raw_send(kosvmm_channel_fd(c), &h, sizeof h, fds, 2);                  /* fds not announced */
+    tu_raw_send(kosvmm_channel_fd(c), &h, sizeof h, fds, 2);                  /* fds not announced */
     close_all(fds, 20);
     for (int i = 0; i < 3; i++) {
         ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 5000, &ev), rcOk);

@@ -437,27 +437,6 @@ START_TEST(table_revocation_reaches_copy)
 }
 END_TEST
 
-/* A forger's datagram on the wire (bypassing every check of the sending side). */
-static void forge(int sock, const struct kvmm_wire_header *hd, const int *fds, int nfds)
-{
-    struct {
-        _Alignas(struct cmsghdr) char buf[CMSG_SPACE(sizeof(int) * 4)];
-    } control;
-    struct iovec iov = {(void *)hd, sizeof *hd};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds) {
-        memset(&control, 0, sizeof control);
-        m.msg_control = control.buf;
-        m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
-    }
-    ck_assert_int_eq(sendmsg(sock, &m, MSG_NOSIGNAL), (ssize_t)sizeof *hd);
-}
-
 /* A handle message naming page entries: buffer fd plus the given page fds. */
 static void forge_pages(int sock, const uint8_t *how, const uint8_t *index, const uint64_t *ino, uint32_t n,
                         uint64_t dev)
@@ -476,7 +455,7 @@ static void forge_pages(int sock, const uint8_t *how, const uint8_t *index, cons
             fds[nfds++] = open("/dev/null", O_RDONLY | O_CLOEXEC); /* no revocation page */
     }
     hd.nfds = (uint32_t)nfds;
-    forge(sock, &hd, fds, nfds);
+    tu_raw_send(sock, &hd, sizeof hd, fds, nfds);
     for (int i = 0; i < nfds; i++)
         close(fds[i]);
 }

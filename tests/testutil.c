@@ -8,6 +8,7 @@
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/syscall.h>
 
@@ -344,4 +345,25 @@ int tu_server_wait_unimplemented(kosvmm_channel_server *srv)
     ck_assert_uint_eq(ev.type, 99); /* nothing written on failure */
     ck_assert_uint_eq(kosvmm_channel_server_wait(srv, 0, &ev), rcUnimplemented); /* and it stays so */
     return 1;
+}
+
+void tu_raw_send(int sock, const void *data, size_t len, const int *fds, int nfds)
+{
+    struct {
+        _Alignas(struct cmsghdr) char buf[CMSG_SPACE(sizeof(int) * 32)];
+    } control;
+    struct iovec iov = {(void *)data, len};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    ck_assert_int_le(nfds, 32);
+    if (nfds) {
+        memset(&control, 0, sizeof control);
+        m.msg_control = control.buf;
+        m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+    }
+    ck_assert_int_eq(sendmsg(sock, &m, MSG_NOSIGNAL), (ssize_t)len);
 }

@@ -80,6 +80,10 @@ int tu_block_userfaultfd(void);
  * starts and is joined. For what depends on the calling thread: per-thread heaps, thread exit. */
 void *tu_in_thread(void *(*fn)(void *), void *arg);
 
+/* Sends one datagram on a channel's socket exactly as given, with nfds (at most 32) descriptors as
+ * SCM_RIGHTS: the forger's view of the wire, bypassing every check of kosvmm's sending side. */
+void tu_raw_send(int sock, const void *data, size_t len, const int *fds, int nfds);
+
 /* Reaps pid and asserts it exited with status 0. */
 void tu_wait_child_ok(pid_t pid);
 
