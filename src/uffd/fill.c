@@ -17,13 +17,14 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* One ioctl over [dst, dst + len): returns bytes done (>= 0) or -errno; done may be < len. */
-typedef long fill_op(uintptr_t dst, size_t len, bool dont_wake);
+/* One ioctl over [dst, dst + len), waking nobody: returns bytes done (>= 0) or -errno; done may
+ * be < len. */
+typedef long fill_op(uintptr_t dst, size_t len);
 
-static long copy_once(uintptr_t dst, size_t len, bool dont_wake)
+static long copy_once(uintptr_t dst, size_t len)
 {
     struct uffdio_copy c = {.dst = dst, .src = (uintptr_t)kvmm_engine.zeros, .len = len,
-                            .mode = dont_wake ? UFFDIO_COPY_MODE_DONTWAKE : 0};
+                            .mode = UFFDIO_COPY_MODE_DONTWAKE};
     if (ioctl(kvmm_engine.fd, UFFDIO_COPY, &c) == 0)
         return (long)len;
     /* A partial copy is reported as EAGAIN with the bytes done in .copy; a first page that is
@@ -33,10 +34,10 @@ static long copy_once(uintptr_t dst, size_t len, bool dont_wake)
 
 /* Maps the shared zero page (anonymous memory; a shmem mapping gets a zeroed page of its own).
  * The kernel reports a partial map and a present first page as UFFDIO_COPY does. */
-static long zero_once(uintptr_t dst, size_t len, bool dont_wake)
+static long zero_once(uintptr_t dst, size_t len)
 {
     struct uffdio_zeropage z = {.range = {.start = dst, .len = len},
-                                .mode = dont_wake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0};
+                                .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
     if (ioctl(kvmm_engine.fd, UFFDIO_ZEROPAGE, &z) == 0)
         return (long)len;
     return z.zeropage > 0 ? (long)z.zeropage : -errno;
@@ -51,7 +52,7 @@ static long fill_with(fill_op *once, uintptr_t lo, uintptr_t hi, bool dont_wake)
     int retries = 0;
     for (uintptr_t cur = lo; cur < hi;) {
         size_t len = hi - cur < limit ? hi - cur : limit;
-        long done = once(cur, len, dont_wake);
+        long done = once(cur, len);
         if (done > 0) {
             filled += done / (long)page;
             cur += (uintptr_t)done;
@@ -76,6 +77,10 @@ static long fill_with(fill_op *once, uintptr_t lo, uintptr_t hi, bool dont_wake)
         kvmm_count(uffd_pages_filled, filled);
         kvmm_count(uffd_fill_ns, now_ns() - start);
     }
+    /* Woken only once counted: a thread that reads the statistics right after its access must
+     * see the pages that access made the handler fill. */
+    if (!dont_wake && filled > 0)
+        kvmm_uffd_wake(lo, hi);
     return filled;
 }
 
