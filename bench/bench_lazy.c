@@ -7,6 +7,7 @@
 #include "bench_util.h"
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -1069,6 +1070,19 @@ int main(int argc, char **argv)
            uts.machine, sysconf(_SC_NPROCESSORS_ONLN), page_size, (int)geteuid(),
            ml.rlim_cur == RLIM_INFINITY ? "unlimited" : "limited");
     printf("THP enabled \"%s\", defrag \"%s\"; vm.unprivileged_userfaultfd=%s\n", thp, thp_defrag, unpriv);
+    char report_order[32], reported0[32];
+    bench_read_line("/sys/module/page_reporting/parameters/page_reporting_order", report_order, sizeof report_order);
+    bench_read_line("/sys/module/page_reporting/parameters/reported_kib", reported0, sizeof reported0);
+    /* A guest that reports free memory to its host (virtio-balloon) gets blocks freed between
+     * rounds unbacked again, and their next first touch pays host faults (~6 us a page here): the
+     * THP rows swing 20x from round to round, and no warm-up helps. */
+    if (isdigit((unsigned char)report_order[0]) && strtol(report_order, NULL, 10) <= 10)
+        printf("free page reporting to the host is ON (page_reporting_order %s): memory freed between rounds may\n"
+               "  be taken back by the host and cost host faults at its next first touch; for steady figures\n"
+               "  pause it as root: echo 11 > /sys/module/page_reporting/parameters/page_reporting_order\n",
+               report_order);
+    else if (isdigit((unsigned char)report_order[0]))
+        printf("free page reporting to the host: paused (page_reporting_order %s)\n", report_order);
     printf("lazy config at start (defaults or KOSVMM_* environment): window %u..%u pages, read-ahead %s, "
            "user_mode_only %u\n", default_cfg.window_min, default_cfg.window_max, default_cfg.readahead ? "on" : "off",
            default_cfg.user_mode_only);
@@ -1163,6 +1177,11 @@ int main(int argc, char **argv)
            "  pins LOCKED commits when it may, and the last row is what that pin costs in the kernel alone.\n"
            "this run: %s; LOCKED commits that could not be pinned: %llu (pin_refusals)\n",
            fmt_elapsed(run_ns, el, sizeof el), (unsigned long long)st.pin_refusals);
+    char reported1[32];
+    bench_read_line("/sys/module/page_reporting/parameters/reported_kib", reported1, sizeof reported1);
+    if (isdigit((unsigned char)reported0[0]) && isdigit((unsigned char)reported1[0]))
+        printf("free memory reported to the host during this run: %lld MiB\n",
+               (strtoll(reported1, NULL, 10) - strtoll(reported0, NULL, 10)) / 1024);
 
     print_goals(rounds, tcounts, ntc, seq_size, commit_size);
     print_first_fault_check();
