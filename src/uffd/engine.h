@@ -74,6 +74,12 @@ bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, u
 long kvmm_uffd_move(uintptr_t dst, bool dont_wake);
 /* Stages one huge page ahead if a stream wants them and a slot is empty: 1 if it did. */
 int kvmm_uffd_stage_step(void);
+/* Milliseconds until staged huge pages count as idle (0: they do now), -1 when no stream wants
+ * them. Handler thread. */
+int kvmm_uffd_huge_idle_ms(void);
+/* Once idle (kvmm_uffd_huge_idle_ms() == 0): gives the staged pages back to the kernel and stages no
+ * more until the next move. Handler thread. */
+void kvmm_uffd_huge_release_idle(void);
 /* In a fork child: nothing is staged (the staging area is MADV_WIPEONFORK). */
 void kvmm_uffd_huge_forget(void);
 

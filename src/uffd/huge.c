@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "diag.h"
@@ -47,6 +48,18 @@ static bool thp_never, thp_always;
 static uintptr_t staging;            /* SLOTS * HUGE bytes, 2 MiB aligned; 0 when moves are off */
 static bool ready[SLOTS];            /* handler thread only (and a fork child before it has one) */
 static bool wanted;                  /* a stream used a move: keep slots staged from now on */
+static uint64_t last_move_ns;        /* CLOCK_MONOTONIC of the last move */
+
+/* Staged pages no stream has asked for in this long are given back: a program that streamed once
+ * must not hold SLOTS * 2 MiB of zeroed memory for the rest of its life. */
+#define IDLE_RELEASE_MS 1000
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 uint64_t kvmm_uffd_move_feature(void)
 {
@@ -229,10 +242,31 @@ int kvmm_uffd_stage_step(void)
     return 0;
 }
 
+int kvmm_uffd_huge_idle_ms(void)
+{
+    if (!wanted)
+        return -1;
+    uint64_t idle_ms = (now_ns() - last_move_ns) / 1000000u;
+    return idle_ms >= IDLE_RELEASE_MS ? 0 : (int)(IDLE_RELEASE_MS - idle_ms);
+}
+
+void kvmm_uffd_huge_release_idle(void)
+{
+    if (kvmm_uffd_huge_idle_ms() != 0)
+        return;
+    for (unsigned i = 0; i < SLOTS; i++)
+        if (ready[i]) {
+            (void)kvmm_os_discard(staging + i * HUGE, HUGE);
+            ready[i] = false;
+        }
+    wanted = false; /* until the next move */
+}
+
 long kvmm_uffd_move(uintptr_t dst, bool dont_wake)
 {
     const uintptr_t P = kvmm_os_page_size();
     wanted = true;
+    last_move_ns = now_ns();
     unsigned i = 0;
     while (i < SLOTS && !ready[i])
         i++;

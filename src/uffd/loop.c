@@ -89,7 +89,7 @@ static void wait_events(struct waiter *w, int timeout_ms)
     if (timeout_ms < 0) {
         rc = io_uring_wait_cqe(&w->ring, &cqe);
     } else {
-        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = (long long)timeout_ms * 1000000};
+        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
         rc = timeout_ms ? io_uring_wait_cqe_timeout(&w->ring, &cqe, &ts) : io_uring_peek_cqe(&w->ring, &cqe);
     }
     if (rc != 0)
@@ -148,7 +148,10 @@ void kvmm_uffd_loop(sem_t *up)
          * faulting thread should wait for a move, never for a populate. */
         if (more <= 0 && !events_waiting(w) && kvmm_uffd_stage_step() > 0)
             continue;
-        wait_events(w, more > 0 ? 0 : more < 0 ? BUSY_RETRY_MS : -1);
+        /* Nothing to do: sleep, at most until staged huge pages count as idle. */
+        kvmm_uffd_huge_release_idle();
+        int idle_ms = kvmm_uffd_huge_idle_ms();
+        wait_events(w, more > 0 ? 0 : more < 0 ? BUSY_RETRY_MS : idle_ms);
     }
     if (w->uring)
         io_uring_queue_exit(&w->ring);
