@@ -20,6 +20,9 @@
 
 size_t kvmm_os_page_size(void);
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t kvmm_os_now_ns(void);
+
 /*
  * Reserves len bytes of inaccessible, unaccounted address space (PROT_NONE, MAP_NORESERVE).
  * fixed != 0: exactly at fixed, never replacing an existing mapping (-EEXIST; also on kernels

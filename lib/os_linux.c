@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -23,6 +24,13 @@
 static int os_result(int ret)
 {
     return ret == 0 ? 0 : errno ? -errno : -EIO;
+}
+
+uint64_t kvmm_os_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 size_t kvmm_os_page_size(void)

@@ -51,6 +51,7 @@ struct kvmm_stream {
     bool zero;         /* continued last by a read fault: background fill maps the zero page */
     uint32_t window;   /* pages the next continuation fills */
     uint32_t used;     /* last use, for replacement */
+    uint32_t handoff;  /* 2 MiB extents the next hand-off to the kernel takes (0: none yet) */
 };
 
 #define KVMM_STREAMS 4  /* concurrent sequential streams followed per region (e.g. one per thread) */
@@ -61,6 +62,7 @@ struct kvmm_lazy {
     bool demoted;         /* random access: handed to kernel demand paging for good */
     uint32_t misses;      /* faults in a row that continued no stream */
     uint32_t clock;
+    uintptr_t handed_lo, handed_hi; /* hull of the extents handed to the kernel's huge pages */
     struct kvmm_stream streams[KVMM_STREAMS];
 };
 

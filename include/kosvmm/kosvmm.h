@@ -79,6 +79,9 @@ typedef struct kosvmm_stats {
                                         Linux 6.8+; KOSVMM_UFFD_MOVE=0 turns it off) */
     rtl_uint64_t uffd_staged_pages;  /* pages of huge pages the handler zeroed ahead of need, while
                                         no fault waited */
+    rtl_uint64_t uffd_kernel_extents; /* 2 MiB extents of sequential write streams handed to the
+                                        kernel's own huge-page faults (MADV_HUGEPAGE, unregistered
+                                        from userfaultfd; KOSVMM_UFFD_HANDOFF=0 turns it off) */
 } kosvmm_stats;
 
 #define KOSVMM_STATS_SIZE_MIN 16u    /* size, reserved, regions */

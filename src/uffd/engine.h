@@ -66,6 +66,17 @@ bool kvmm_uffd_huge_extent(const struct kvmm_region *r, uintptr_t page, uint32_t
  * rather move the whole extent it was widened to; otherwise [*lo, *hi) may be narrowed so that a
  * copy stops short of a movable extent. r locked. */
 bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, uintptr_t *lo, uintptr_t *hi);
+/* Whether write streams are handed to the kernel's huge-page faults (KOSVMM_UFFD_HANDOFF, THP not
+ * "never"). */
+bool kvmm_uffd_handoff_on(void);
+/* A write stream with its window grown faulted at page: hands up to extents 2 MiB extents from
+ * page's own on, each wholly lazy, read-write and empty, to the kernel (MADV_HUGEPAGE, unregistered;
+ * the faulting thread is woken and faults again there). true with [*lo, *hi) handed; false when
+ * page's extent does not qualify. r locked. */
+bool kvmm_uffd_handoff(const struct kvmm_region *r, uintptr_t page, uint32_t extents, uintptr_t *lo, uintptr_t *hi);
+/* Whether a background fill going dir must stop at lo: the start of an empty extent that an upward
+ * write stream's next fault hands to the kernel (a copy would leave it partly populated). r locked. */
+bool kvmm_uffd_handoff_ahead(const struct kvmm_region *r, int dir, uintptr_t lo);
 /* Window a stream needs before its extents are moved whole: two or three faults in a row may
  * still be chance, and 2 MiB for them would defeat window_min's economy for random access. */
 #define KVMM_UFFD_MOVE_FROM_WINDOW 8u

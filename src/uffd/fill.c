@@ -4,18 +4,11 @@
 #include <linux/userfaultfd.h>
 #include <sched.h>
 #include <sys/ioctl.h>
-#include <time.h>
 
 #include "os.h"
 #include "stats.h"
 #include "uffd/engine.h"
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 /* One ioctl over [dst, dst + len), waking nobody: returns bytes done (>= 0) or -errno; done may
  * be < len. */
@@ -46,7 +39,7 @@ static long zero_once(uintptr_t dst, size_t len)
 static long fill_with(fill_op *once, uintptr_t lo, uintptr_t hi, bool dont_wake)
 {
     const size_t page = kvmm_os_page_size();
-    uint64_t start = now_ns();
+    uint64_t start = kvmm_os_now_ns();
     long filled = 0;
     size_t limit = KVMM_UFFD_CHUNK; /* shrinks when a piece crosses a kernel mapping */
     int retries = 0;
@@ -75,7 +68,7 @@ static long fill_with(fill_op *once, uintptr_t lo, uintptr_t hi, bool dont_wake)
     }
     if (filled > 0) {
         kvmm_count(uffd_pages_filled, filled);
-        kvmm_count(uffd_fill_ns, now_ns() - start);
+        kvmm_count(uffd_fill_ns, kvmm_os_now_ns() - start);
     }
     /* Woken only once counted: a thread that reads the statistics right after its access must
      * see the pages that access made the handler fill. */

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "diag.h"
@@ -43,6 +42,7 @@ struct uffdio_move {
 #define SLOTS 4u
 
 static bool knob = true;
+static bool handoff_knob = true;
 static uint64_t features_granted;
 static bool thp_never, thp_always;
 static uintptr_t staging;            /* SLOTS * HUGE bytes, 2 MiB aligned; 0 when moves are off */
@@ -54,12 +54,6 @@ static uint64_t last_move_ns;        /* CLOCK_MONOTONIC of the last move */
  * must not hold SLOTS * 2 MiB of zeroed memory for the rest of its life. */
 #define IDLE_RELEASE_MS 1000
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 uint64_t kvmm_uffd_move_feature(void)
 {
@@ -69,6 +63,7 @@ uint64_t kvmm_uffd_move_feature(void)
 static void read_knob(void)
 {
     kvmm_env_bool("KOSVMM_UFFD_MOVE", &knob);
+    kvmm_env_bool("KOSVMM_UFFD_HANDOFF", &handoff_knob);
 }
 
 /* Read once: when the library is loaded if that asks the engine (kvmm_lazy_explain), so a bad
@@ -123,8 +118,17 @@ void kvmm_uffd_huge_start(uint64_t features)
         if (!staging)
             why = "off (no staging area: MADV_HUGEPAGE or MADV_WIPEONFORK refused)";
     }
-    if (kvmm_verbose())
-        kvmm_message("userfaultfd huge-page streams: %s", why ? why : "on (UFFDIO_MOVE of staged transparent huge pages)");
+    if (kvmm_verbose()) {
+        kvmm_message("userfaultfd huge-page streams handed to the kernel: %s",
+                     !handoff_knob ? "off (KOSVMM_UFFD_HANDOFF=0)" : thp_never ? "off (transparent huge pages are \"never\")" : "on");
+        kvmm_message("userfaultfd huge-page streams moved: %s%s", why ? why : "on (UFFDIO_MOVE of staged transparent huge pages)",
+                     !why && kvmm_uffd_handoff_on() ? ", for the streams not handed to the kernel" : "");
+    }
+}
+
+bool kvmm_uffd_handoff_on(void)
+{
+    return handoff_knob && !thp_never;
 }
 
 bool kvmm_uffd_move_on(void)
@@ -176,6 +180,45 @@ static bool movable(const struct kvmm_region *r, uintptr_t e)
     return true;
 }
 
+/*
+ * Hands [e, e + n * 2 MiB) of a write stream to the kernel: MADV_HUGEPAGE, then unregistered, so the
+ * writer's own faults get transparent huge pages from the kernel's fault path. That zeroes each
+ * 2 MiB on the writer's CPU just before the writer's stores, which then hit its caches: 28 us for
+ * the stores of 2 MiB here, against 105 us into a huge page zeroed on another CPU (a staged move),
+ * and no round trip through the handler. The extent a thread faulted in first loses the page table
+ * that fault made (a THP needs an empty PMD), as before a move; the unregistration wakes it, and it
+ * faults again the kernel's way.
+ */
+bool kvmm_uffd_handoff(const struct kvmm_region *r, uintptr_t page, uint32_t extents, uintptr_t *lo, uintptr_t *hi)
+{
+    if (!kvmm_uffd_handoff_on())
+        return false;
+    uintptr_t e = page & ~(HUGE - 1), b = e;
+    while (b - e < (uintptr_t)extents * HUGE && movable(r, b))
+        b += HUGE;
+    if (b == e)
+        return false;
+    /* Advised first: a fault between the two calls must not get a 4 KiB page from the kernel. */
+    if (kvmm_os_advise_huge(e, b - e) != b - e)
+        return false;
+    (void)kvmm_os_discard(e, HUGE);
+    struct uffdio_range range = {.start = e, .len = b - e};
+    if (ioctl(kvmm_engine.fd, UFFDIO_UNREGISTER, &range) != 0) {
+        /* e.g. the split would pass vm.max_map_count: the stream stays with the handler. */
+        (void)kvmm_os_advise_no_huge(e, b - e);
+        return false;
+    }
+    kvmm_count(uffd_kernel_extents, (b - e) / HUGE);
+    *lo = e;
+    *hi = b;
+    return true;
+}
+
+bool kvmm_uffd_handoff_ahead(const struct kvmm_region *r, int dir, uintptr_t lo)
+{
+    return dir > 0 && kvmm_uffd_handoff_on() && !(lo & (HUGE - 1)) && movable(r, lo);
+}
+
 bool kvmm_uffd_huge_extent(const struct kvmm_region *r, uintptr_t page, uint32_t window, uintptr_t *extent)
 {
     if (!kvmm_uffd_move_on() || window < KVMM_UFFD_MOVE_FROM_WINDOW)
@@ -189,8 +232,9 @@ bool kvmm_uffd_huge_extent(const struct kvmm_region *r, uintptr_t page, uint32_t
 
 bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, uintptr_t *lo, uintptr_t *hi)
 {
-    if (!kvmm_uffd_move_on())
+    if (!kvmm_uffd_move_on() && !kvmm_uffd_handoff_on())
         return false;
+    may_move = may_move && kvmm_uffd_move_on();
     if (dir > 0) {
         if (may_move && !(*lo & (HUGE - 1)) && movable(r, *lo)) {
             *hi = *lo + HUGE;
@@ -246,7 +290,7 @@ int kvmm_uffd_huge_idle_ms(void)
 {
     if (!wanted)
         return -1;
-    uint64_t idle_ms = (now_ns() - last_move_ns) / 1000000u;
+    uint64_t idle_ms = (kvmm_os_now_ns() - last_move_ns) / 1000000u;
     return idle_ms >= IDLE_RELEASE_MS ? 0 : (int)(IDLE_RELEASE_MS - idle_ms);
 }
 
@@ -266,7 +310,7 @@ long kvmm_uffd_move(uintptr_t dst, bool dont_wake)
 {
     const uintptr_t P = kvmm_os_page_size();
     wanted = true;
-    last_move_ns = now_ns();
+    last_move_ns = kvmm_os_now_ns();
     unsigned i = 0;
     while (i < SLOTS && !ready[i])
         i++;

@@ -123,8 +123,27 @@ static void fill_around_first_fault(struct kvmm_stream *s, uintptr_t page, uintp
         s->next = *now_lo;
 }
 
+/* Extents handed to the kernel were advised MADV_HUGEPAGE for a stream; random access must not get
+ * 2 MiB a touch there, so a demoted region's anonymous pages in that hull lose the advice (an MDL
+ * mapping is shared memory, whose huge pages are not this engine's to choose). */
+static void unadvise_handed(const struct kvmm_region *r)
+{
+    const uintptr_t lo = r->lazy.handed_lo, hi = r->lazy.handed_hi;
+    if (lo >= hi)
+        return;
+    for (const struct kvmm_avl_node *n = &kvmm_region_span_at(r, lo)->node; n; n = kvmm_avl_next(n)) {
+        const struct kvmm_span *s = kvmm_container_of(n, struct kvmm_span, node);
+        if (s->node.key >= hi)
+            break;
+        uintptr_t a = s->node.key > lo ? s->node.key : lo, b = s->end < hi ? s->end : hi;
+        if (s->a.state != KVMM_MDL && a < b)
+            (void)kvmm_os_advise_no_huge(a, b - a);
+    }
+}
+
 static void demote(struct kvmm_region *r)
 {
+    unadvise_handed(r);
     /* Unregistering wakes every thread waiting on the range; they retry as ordinary faults. */
     struct uffdio_range range = {.start = r->node.key, .len = r->end - r->node.key};
     ioctl(kvmm_engine.fd, UFFDIO_UNREGISTER, &range);
@@ -141,8 +160,6 @@ static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, uintpt
                       uintptr_t *now_hi, bool *huge)
 {
     uintptr_t e;
-    if (!kvmm_uffd_move_on())
-        return;
     if (kvmm_uffd_huge_extent(r, page, s->window, &e)) {
         *now_lo = e;
         *now_hi = e + KVMM_HUGE_PAGE;
@@ -152,6 +169,34 @@ static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, uintpt
         return;
     }
     kvmm_uffd_huge_chunk(r, s->dir, false, now_lo, now_hi);
+}
+
+/* Extents a stream hands to the kernel at once: doubling from 2, so a short stream leaves little
+ * advised memory it never reached, up to 16 (32 MiB), after which the handler hears from the
+ * stream once per 32 MiB. Nothing is committed by a hand-off: the kernel fills on touch. */
+#define HANDOFF_MIN 2u
+#define HANDOFF_MAX 16u
+
+/* Kernel huge-page streams (huge.c): a write stream whose window has grown hands the extents ahead
+ * of it, from the faulting page's own, to the kernel's huge-page faults. The faulting thread was
+ * woken by the unregistration: nothing is filled for it. */
+static bool plan_handoff(struct kvmm_region *r, struct kvmm_stream *s, uintptr_t page, uintptr_t *now_lo,
+                         uintptr_t *now_hi)
+{
+    uintptr_t lo, hi;
+    uint32_t n = s->handoff ? s->handoff : HANDOFF_MIN;
+    if (s->dir < 0 || s->window < KVMM_UFFD_MOVE_FROM_WINDOW || !kvmm_uffd_handoff(r, page, n, &lo, &hi))
+        return false;
+    s->handoff = 2 * n < HANDOFF_MAX ? 2 * n : HANDOFF_MAX;
+    struct kvmm_lazy *lz = &r->lazy;
+    if (lz->handed_lo >= lz->handed_hi || lo < lz->handed_lo)
+        lz->handed_lo = lo;
+    if (hi > lz->handed_hi)
+        lz->handed_hi = hi;
+    s->lo = s->lo < lo ? s->lo : lo;
+    s->hi = s->hi > hi ? s->hi : hi;
+    *now_lo = *now_hi = page;
+    return true;
 }
 
 /*
@@ -186,6 +231,7 @@ static bool plan(struct kvmm_region *r, uintptr_t page, bool write, const kosvmm
         }
         s = new_stream(lz);
         s->window = cfg->window_min;
+        s->handoff = 0;
         /* Stacks grow down: a GROW_DOWN region's first window extends below the fault. */
         dir = r->flags & VMM_FLAG_GROW_DOWN ? -1 : +1;
     }
@@ -211,6 +257,8 @@ static bool plan(struct kvmm_region *r, uintptr_t page, bool write, const kosvmm
         fill_around_first_fault(s, page, ext_lo, ext_hi, now_lo, now_hi);
     /* Writes only: a read stream maps the shared zero page, which costs no memory at all. Not on
      * a first fault either, whose pages before and after the SDK asks for. */
+    else if (write && plan_handoff(r, s, page, now_lo, now_hi))
+        s->next = s->hi; /* the kernel fills it: no background fill */
     else if (write) {
         plan_huge(r, s, page, now_lo, now_hi, huge);
         s->next = dir > 0 ? *now_hi : *now_lo;
@@ -303,8 +351,12 @@ static bool fill_stream_chunk(struct kvmm_region *r)
         lo = clamp(lo, ext_lo, ext_hi);
         hi = clamp(hi, ext_lo, ext_hi);
         long n = -1;
-        if (lo < hi && !s->zero &&
-            kvmm_uffd_huge_chunk(r, s->dir, s->window >= KVMM_UFFD_MOVE_FROM_WINDOW, &lo, &hi)) {
+        /* An upward write stream's extents go to the kernel at its next fault (plan_handoff)
+         * where hand-off is on: not moved here, and not copied into either. */
+        bool may_move = s->window >= KVMM_UFFD_MOVE_FROM_WINDOW && !(s->dir > 0 && kvmm_uffd_handoff_on());
+        if (!s->zero && kvmm_uffd_handoff_ahead(r, s->dir, lo))
+            hi = lo;
+        if (lo < hi && !s->zero && kvmm_uffd_huge_chunk(r, s->dir, may_move, &lo, &hi)) {
             n = kvmm_uffd_move(lo, false);
             /* The stream's range grows to the whole extent moved. */
             if (s->dir > 0 && hi > s->hi)
