@@ -972,6 +972,17 @@ static void stream_write(char *a, size_t first, size_t n, uint64_t seed)
     }
 }
 
+/* A new lazy region of n pages, streamed through with stream_write; *before: the statistics
+ * before the stream. */
+static char *streamed_region(size_t n, uint64_t seed, kosvmm_stats *before)
+{
+    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+    ck_assert_ptr_nonnull(a);
+    *before = tu_stats();
+    stream_write(a, 0, n, seed);
+    return a;
+}
+
 static void stream_check(char *a, size_t first, size_t n, uint64_t seed)
 {
     for (size_t i = first; i < first + n; i++)
@@ -984,10 +995,8 @@ START_TEST(huge_stream_fills_whole_extents_inside_the_lazy_span_only)
     bool expect = mode != HUGE_NONE;
     /* A region of 10 MiB and 3 pages (its edges at no 2 MiB boundary in general)... */
     const size_t n = 10 * HUGE_SZ / tu_page() + 3;
-    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
-    ck_assert_ptr_nonnull(a);
-    kosvmm_stats s0 = tu_stats();
-    stream_write(a, 0, n, 1);
+    kosvmm_stats s0;
+    char *a = streamed_region(n, 1, &s0);
     kosvmm_stats s1 = tu_stats();
     stream_check(a, 0, n, 1);
     ck_assert_int_eq(tu_resident_pages(a, n * tu_page()), (long)n);
@@ -1064,10 +1073,8 @@ START_TEST(extents_a_thread_faulted_in_first_become_huge_pages)
      * thread, whose fault path put a page table there before the handler heard of it. */
     set_config(KOSVMM_ENGINE_UFFD, 1, 512, 0);
     const size_t n = 16 * HUGE_SZ / tu_page();
-    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
-    ck_assert_ptr_nonnull(a);
-    kosvmm_stats s0 = tu_stats();
-    stream_write(a, 0, n, 4);
+    kosvmm_stats s0;
+    char *a = streamed_region(n, 4, &s0);
     kosvmm_stats s1 = tu_stats();
     stream_check(a, 0, n, 4);
     uint64_t moves = huge_extents(&s1) - huge_extents(&s0);
@@ -1163,10 +1170,8 @@ START_TEST(decommit_and_reset_inside_a_moved_huge_page)
     enum huge_mode mode = huge_mode(_i);
     bool expect = mode != HUGE_NONE;
     const size_t n = 8 * HUGE_SZ / tu_page();
-    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
-    ck_assert_ptr_nonnull(a);
-    kosvmm_stats s0 = tu_stats();
-    stream_write(a, 0, n, 3);
+    kosvmm_stats s0;
+    char *a = streamed_region(n, 3, &s0);
     if (expect)
         ck_assert_uint_gt(huge_extents_now(), huge_extents(&s0));
     /* The third 2 MiB extent inside the region: moved whole when moves are on. */
@@ -1233,10 +1238,8 @@ START_TEST(staged_huge_pages_are_given_back_once_no_stream_wants_them)
     enum huge_mode mode = huge_mode(_i);
     bool expect = mode != HUGE_NONE;
     const size_t n = 12 * HUGE_SZ / tu_page();
-    char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
-    ck_assert_ptr_nonnull(a);
-    kosvmm_stats s0 = tu_stats();
-    stream_write(a, 0, n, 5);
+    kosvmm_stats s0;
+    char *a = streamed_region(n, 5, &s0);
     if (!expect) {
         ck_assert_uint_eq(tu_stats().uffd_staged_pages, s0.uffd_staged_pages);
         ck_assert_int_eq(staging_rss_kb(), 0);
