@@ -174,7 +174,7 @@ static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, uintpt
 /* Extents a stream hands to the kernel at once: doubling from 4, so a short stream leaves little
  * advised memory it never reached, up to 32 (64 MiB), after which the handler hears from the
  * stream once per 64 MiB (each hearing costs both writers of a 2-thread stream: 1.51x native THP
- * at 16, 1.26x at 64 here). Nothing is committed by a hand-off: the kernel fills on touch; but a
+ * at 16, 1.26x at 64 in one run each here, and the 2-thread figures vary 1.3-2.1x between runs). Nothing is committed by a hand-off: the kernel fills on touch; but a
  * touch in the part a stream never reached gets 2 MiB, and the handler does not see it. */
 #define HANDOFF_MIN 4u
 #define HANDOFF_MAX 32u
