@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <vmm/flags.h>
 
@@ -273,6 +274,8 @@ void kvmm_region_split(struct kvmm_region *r, uintptr_t at, struct kvmm_region *
     /* The kernel mappings keep their userfaultfd registration across the split. */
     tail->lazy.generation = r->lazy.generation;
     tail->lazy.demoted = r->lazy.demoted;
+    tail->lazy.nhanded = r->lazy.nhanded;
+    memcpy(tail->lazy.handed, r->lazy.handed, sizeof r->lazy.handed);
     r->end = at;
     r->flags &= ~VMM_FLAG_HIGH_GUARD;
     tail->counted = true;

@@ -55,6 +55,7 @@ struct kvmm_stream {
 };
 
 #define KVMM_STREAMS 4  /* concurrent sequential streams followed per region (e.g. one per thread) */
+#define KVMM_HANDED_MAX 8 /* separate ranges handed to the kernel per region; more are not handed */
 
 /* The fault-around state of a region; written only by the handler thread, under the region lock. */
 struct kvmm_lazy {
@@ -62,7 +63,10 @@ struct kvmm_lazy {
     bool demoted;         /* random access: handed to kernel demand paging for good */
     uint32_t misses;      /* faults in a row that continued no stream */
     uint32_t clock;
-    uintptr_t handed_lo, handed_hi; /* hull of the extents handed to the kernel's huge pages */
+    /* Extents handed to the kernel's huge-page faults (unregistered): the engine never fills,
+     * moves into or discards them again, since the kernel fills them now, from other threads. */
+    uint32_t nhanded;
+    struct kvmm_range { uintptr_t lo, hi; } handed[KVMM_HANDED_MAX];
     struct kvmm_stream streams[KVMM_STREAMS];
 };
 

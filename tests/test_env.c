@@ -209,20 +209,26 @@ START_TEST(verbose_reports_version_engine_guards_and_policy)
 }
 END_TEST
 
-/* The huge-page streams' choice is said when the engine starts: on, or off and why. */
+/* The huge-page streams' choices are said when the engine starts: hand-off and moves, each on, or
+ * off and why. */
 START_TEST(verbose_says_whether_streams_move_huge_pages)
 {
     char out[256], err[4096];
-    const char *vars[] = {"KOSVMM_VERBOSE=1", "KOSVMM_UFFD_MOVE=0", NULL};
+    const char *vars[] = {"KOSVMM_VERBOSE=1", "KOSVMM_UFFD_MOVE=0", "KOSVMM_UFFD_HANDOFF=0", NULL};
     run(vars, "", "lazy", out, sizeof out, err, sizeof err);
     if (!strstr(err, "lazy engine: uffd"))
         return; /* no userfaultfd here: the engine never starts */
-    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams: off (KOSVMM_UFFD_MOVE=0)\n"), "%s", err);
+    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams moved: off (KOSVMM_UFFD_MOVE=0)\n"), "%s", err);
+    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams handed to the kernel: off (KOSVMM_UFFD_HANDOFF=0)\n"),
+                  "%s", err);
     const char *vars2[] = {"KOSVMM_VERBOSE=1", NULL};
     run(vars2, "", "lazy", out, sizeof out, err, sizeof err);
-    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams: on (UFFDIO_MOVE") ||
-                      strstr(err, "\nkosvmm: userfaultfd huge-page streams: off (the kernel has no UFFD_FEATURE_MOVE") ||
-                      strstr(err, "\nkosvmm: userfaultfd huge-page streams: off (transparent huge pages are"),
+    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams moved: on (UFFDIO_MOVE") ||
+                      strstr(err, "\nkosvmm: userfaultfd huge-page streams moved: off (the kernel has no UFFD_FEATURE_MOVE") ||
+                      strstr(err, "\nkosvmm: userfaultfd huge-page streams moved: off (transparent huge pages are"),
+                  "%s", err);
+    ck_assert_msg(strstr(err, "\nkosvmm: userfaultfd huge-page streams handed to the kernel: on\n") ||
+                      strstr(err, "\nkosvmm: userfaultfd huge-page streams handed to the kernel: off (transparent huge pages are"),
                   "%s", err);
 }
 END_TEST

@@ -24,6 +24,9 @@
 
 #include "testutil.h"
 
+/* A transparent huge page: the extent huge-page streams fill at once. */
+#define HUGE_SZ ((size_t)2 << 20)
+
 #define RW (VMM_FLAG_READ | VMM_FLAG_WRITE)
 #define LAZY (VMM_FLAG_RESERVE | VMM_FLAG_COMMIT | RW)
 
@@ -559,6 +562,34 @@ START_TEST(many_threads_fault_same_pages_without_losing_writes)
 }
 END_TEST
 
+/* Eight writers stream through the same pages together: faults of the lagging ones reach the
+ * handler after the leading one's fault handed their extents to the kernel, which then fills them
+ * from any thread; a stale fault must never discard such an extent (a write was lost that way). */
+START_TEST(writers_in_step_through_handed_off_extents_lose_no_write)
+{
+    set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
+    enum { T = 8 };
+    const size_t n = 16 * HUGE_SZ / tu_page();
+    for (int round = 0; round < 4; round++) {
+        char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
+        ck_assert_ptr_nonnull(a);
+        pthread_t t[T];
+        struct writer w[T];
+        for (int i = 0; i < T; i++) {
+            w[i] = (struct writer){a, n, i, T};
+            ck_assert_int_eq(pthread_create(&t[i], NULL, write_interleaved, &w[i]), 0);
+        }
+        for (int i = 0; i < T; i++)
+            pthread_join(t[i], NULL);
+        for (size_t i = 0; i < n; i++)
+            for (int id = 0; id < T; id++)
+                ck_assert_msg(((uint32_t *)pg(a, i))[id] == (uint32_t)(i * 131 + (size_t)id),
+                              "round %d: page %zu lost the write of thread %d", round, i, id);
+        ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+    }
+}
+END_TEST
+
 static void *write_own_chunk(void *arg)
 {
     struct writer *w = arg;
@@ -879,11 +910,9 @@ START_TEST(config_rejects_bad_values_and_changes_nothing)
 }
 END_TEST
 
-/* ---- huge-page streams (UFFDIO_MOVE of staged transparent huge pages) ---------------------- */
+/* ---- huge-page streams (hand-off to the kernel, UFFDIO_MOVE of staged huge pages) ---------- */
 
-#define HUGE_SZ ((size_t)2 << 20)
-
-/* KOSVMM_UFFD_MOVE as the library reads it (a boolean word; unset: on). */
+/* A KOSVMM_UFFD_* knob as the library reads it (a boolean word; unset: on). */
 static bool knob_on(const char *name)
 {
     const char *v = getenv(name);
@@ -1395,6 +1424,7 @@ static Suite *suite(void)
     tc = tcase_create("concurrency");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, many_threads_fault_same_pages_without_losing_writes, 0, 2);
+    tcase_add_test(tc, writers_in_step_through_handed_off_extents_lose_no_write);
     tcase_add_test(tc, many_threads_stream_their_own_chunks);
     tcase_add_loop_test(tc, read_from_a_pipe_into_untouched_lazy_memory, 0, 2);
     tcase_add_loop_test(tc, io_uring_read_into_untouched_lazy_memory, 0, 2);

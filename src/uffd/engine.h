@@ -71,9 +71,10 @@ bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, u
 bool kvmm_uffd_handoff_on(void);
 /* A write stream with its window grown faulted at page: hands up to extents 2 MiB extents from
  * page's own on, each wholly lazy, read-write and empty, to the kernel (MADV_HUGEPAGE, unregistered;
- * the faulting thread is woken and faults again there). true with [*lo, *hi) handed; false when
- * page's extent does not qualify. r locked. */
-bool kvmm_uffd_handoff(const struct kvmm_region *r, uintptr_t page, uint32_t extents, uintptr_t *lo, uintptr_t *hi);
+ * the faulting thread is woken and faults again there), and records them in r->lazy.handed. true
+ * with [*lo, *hi) handed; false when page's extent does not qualify or r has no room to record
+ * another range. r locked. */
+bool kvmm_uffd_handoff(struct kvmm_region *r, uintptr_t page, uint32_t extents, uintptr_t *lo, uintptr_t *hi);
 /* Whether a background fill going dir must stop at lo: the start of an empty extent that an upward
  * write stream's next fault hands to the kernel (a copy would leave it partly populated). r locked. */
 bool kvmm_uffd_handoff_ahead(const struct kvmm_region *r, int dir, uintptr_t lo);

@@ -163,9 +163,38 @@ void kvmm_uffd_huge_advise(uintptr_t lo, uintptr_t hi)
 /* Whether the 2 MiB extent at e can receive a staged huge page: wholly inside one lazy span
  * whose kernel protection is the staging area's (UFFDIO_MOVE refuses different protections),
  * and no page of it present (a present destination page stops a move part-way with EEXIST). */
+static bool handed(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
+{
+    for (uint32_t i = 0; i < r->lazy.nhanded; i++)
+        if (lo < r->lazy.handed[i].hi && r->lazy.handed[i].lo < hi)
+            return true;
+    return false;
+}
+
+/* Records [lo, hi) as handed, merged with a range it continues; false when there is no room. */
+static bool record_handed(struct kvmm_region *r, uintptr_t lo, uintptr_t hi, bool dry_run)
+{
+    struct kvmm_lazy *lz = &r->lazy;
+    for (uint32_t i = 0; i < lz->nhanded; i++)
+        if (lz->handed[i].hi == lo || lz->handed[i].lo == hi) {
+            if (!dry_run) {
+                lz->handed[i].lo = lz->handed[i].lo < lo ? lz->handed[i].lo : lo;
+                lz->handed[i].hi = lz->handed[i].hi > hi ? lz->handed[i].hi : hi;
+            }
+            return true;
+        }
+    if (lz->nhanded == KVMM_HANDED_MAX)
+        return false;
+    if (!dry_run)
+        lz->handed[lz->nhanded++] = (struct kvmm_range){lo, hi};
+    return true;
+}
+
+/* Also never an extent handed to the kernel: its pages are the kernel's to fill now, from any
+ * thread, unseen by mincore until they are there; a discard could destroy a write. */
 static bool movable(const struct kvmm_region *r, uintptr_t e)
 {
-    if (e < r->node.key || e + HUGE > r->end || e + HUGE < e)
+    if (e < r->node.key || e + HUGE > r->end || e + HUGE < e || handed(r, e, e + HUGE))
         return false;
     const struct kvmm_span *s = kvmm_region_span_at(r, e);
     if (s->a.state != KVMM_LAZY || s->end < e + HUGE || kvmm_kernel_prot(s->a) != (PROT_READ | PROT_WRITE))
@@ -189,14 +218,14 @@ static bool movable(const struct kvmm_region *r, uintptr_t e)
  * that fault made (a THP needs an empty PMD), as before a move; the unregistration wakes it, and it
  * faults again the kernel's way.
  */
-bool kvmm_uffd_handoff(const struct kvmm_region *r, uintptr_t page, uint32_t extents, uintptr_t *lo, uintptr_t *hi)
+bool kvmm_uffd_handoff(struct kvmm_region *r, uintptr_t page, uint32_t extents, uintptr_t *lo, uintptr_t *hi)
 {
     if (!kvmm_uffd_handoff_on())
         return false;
     uintptr_t e = page & ~(HUGE - 1), b = e;
     while (b - e < (uintptr_t)extents * HUGE && movable(r, b))
         b += HUGE;
-    if (b == e)
+    if (b == e || !record_handed(r, e, b, true))
         return false;
     /* Advised first: a fault between the two calls must not get a 4 KiB page from the kernel. */
     if (kvmm_os_advise_huge(e, b - e) != b - e)
@@ -208,6 +237,7 @@ bool kvmm_uffd_handoff(const struct kvmm_region *r, uintptr_t page, uint32_t ext
         (void)kvmm_os_advise_no_huge(e, b - e);
         return false;
     }
+    record_handed(r, e, b, false);
     kvmm_count(uffd_kernel_extents, (b - e) / HUGE);
     *lo = e;
     *hi = b;

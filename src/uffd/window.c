@@ -124,11 +124,12 @@ static void fill_around_first_fault(struct kvmm_stream *s, uintptr_t page, uintp
 }
 
 /* Extents handed to the kernel were advised MADV_HUGEPAGE for a stream; random access must not get
- * 2 MiB a touch there, so a demoted region's anonymous pages in that hull lose the advice (an MDL
- * mapping is shared memory, whose huge pages are not this engine's to choose). */
-static void unadvise_handed(const struct kvmm_region *r)
+ * 2 MiB a touch there, so a demoted region's anonymous pages in those ranges lose the advice (an
+ * MDL mapping is shared memory, whose huge pages are not this engine's to choose). */
+static void unadvise_range(const struct kvmm_region *r, uintptr_t lo, uintptr_t hi)
 {
-    const uintptr_t lo = r->lazy.handed_lo, hi = r->lazy.handed_hi;
+    lo = lo > r->node.key ? lo : r->node.key; /* a split may have left the range partly outside */
+    hi = hi < r->end ? hi : r->end;
     if (lo >= hi)
         return;
     for (const struct kvmm_avl_node *n = &kvmm_region_span_at(r, lo)->node; n; n = kvmm_avl_next(n)) {
@@ -139,6 +140,12 @@ static void unadvise_handed(const struct kvmm_region *r)
         if (s->a.state != KVMM_MDL && a < b)
             (void)kvmm_os_advise_no_huge(a, b - a);
     }
+}
+
+static void unadvise_handed(const struct kvmm_region *r)
+{
+    for (uint32_t i = 0; i < r->lazy.nhanded; i++)
+        unadvise_range(r, r->lazy.handed[i].lo, r->lazy.handed[i].hi);
 }
 
 static void demote(struct kvmm_region *r)
@@ -190,11 +197,6 @@ static bool plan_handoff(struct kvmm_region *r, struct kvmm_stream *s, uintptr_t
     if (s->dir < 0 || s->window < KVMM_UFFD_MOVE_FROM_WINDOW || !kvmm_uffd_handoff(r, page, n, &lo, &hi))
         return false;
     s->handoff = 2 * n < HANDOFF_MAX ? 2 * n : HANDOFF_MAX;
-    struct kvmm_lazy *lz = &r->lazy;
-    if (lz->handed_lo >= lz->handed_hi || lo < lz->handed_lo)
-        lz->handed_lo = lo;
-    if (hi > lz->handed_hi)
-        lz->handed_hi = hi;
     s->lo = s->lo < lo ? s->lo : lo;
     s->hi = s->hi > hi ? s->hi : hi;
     *now_lo = *now_hi = page;
