@@ -540,11 +540,11 @@ static void *write_interleaved(void *arg)
     return NULL;
 }
 
-START_TEST(many_threads_fault_same_pages_without_losing_writes)
+/* Eight threads write their own word of every page of a new lazy region of n pages, all at once,
+ * and every write must be there afterwards; round names the attempt in a failure. */
+static void eight_writers_in_step(size_t n, int round)
 {
-    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
     enum { T = 8 };
-    const size_t n = 4096;
     char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
     ck_assert_ptr_nonnull(a);
     pthread_t t[T];
@@ -557,8 +557,15 @@ START_TEST(many_threads_fault_same_pages_without_losing_writes)
         pthread_join(t[i], NULL);
     for (size_t i = 0; i < n; i++)
         for (int id = 0; id < T; id++)
-            ck_assert_uint_eq(((uint32_t *)pg(a, i))[id], (uint32_t)(i * 131 + (size_t)id));
+            ck_assert_msg(((uint32_t *)pg(a, i))[id] == (uint32_t)(i * 131 + (size_t)id),
+                          "round %d: page %zu lost the write of thread %d", round, i, id);
     ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
+}
+
+START_TEST(many_threads_fault_same_pages_without_losing_writes)
+{
+    set_config(_i ? KOSVMM_ENGINE_UFFD : KOSVMM_ENGINE_KERNEL, 1, 512, 1);
+    eight_writers_in_step(4096, 0);
 }
 END_TEST
 
@@ -568,25 +575,8 @@ END_TEST
 START_TEST(writers_in_step_through_handed_off_extents_lose_no_write)
 {
     set_config(KOSVMM_ENGINE_UFFD, 1, 512, 1);
-    enum { T = 8 };
-    const size_t n = 16 * HUGE_SZ / tu_page();
-    for (int round = 0; round < 4; round++) {
-        char *a = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY);
-        ck_assert_ptr_nonnull(a);
-        pthread_t t[T];
-        struct writer w[T];
-        for (int i = 0; i < T; i++) {
-            w[i] = (struct writer){a, n, i, T};
-            ck_assert_int_eq(pthread_create(&t[i], NULL, write_interleaved, &w[i]), 0);
-        }
-        for (int i = 0; i < T; i++)
-            pthread_join(t[i], NULL);
-        for (size_t i = 0; i < n; i++)
-            for (int id = 0; id < T; id++)
-                ck_assert_msg(((uint32_t *)pg(a, i))[id] == (uint32_t)(i * 131 + (size_t)id),
-                              "round %d: page %zu lost the write of thread %d", round, i, id);
-        ck_assert_uint_eq(KnVmUnmap(a, n * tu_page()), rcOk);
-    }
+    for (int round = 0; round < 4; round++)
+        eight_writers_in_step(16 * HUGE_SZ / tu_page(), round);
 }
 END_TEST
 
