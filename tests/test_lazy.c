@@ -1374,6 +1374,109 @@ START_TEST(streams_of_two_and_four_threads_lose_no_write)
 }
 END_TEST
 
+/* Whether a kernel mapping in [lo, hi) is both registered with the handler ("um" in smaps) and
+ * advised MADV_HUGEPAGE ("hg"): the kernel would zero a huge page at each of its faults there,
+ * only to drop it and ask the handler. */
+static bool registered_and_hugepage_advised(uintptr_t lo, uintptr_t hi)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    uintptr_t a = 0, b = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        uintptr_t x, y;
+        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &x, &y) == 2)
+            a = x, b = y;
+        else if (strncmp(line, "VmFlags:", 8) == 0 && a < hi && lo < b)
+            found = strstr(line, " hg") && strstr(line, " um");
+    }
+    fclose(f);
+    return found;
+}
+
+/* stream_write without a check on the way: returns the first page that was not zero-filled, or n. */
+static size_t stream_write_unchecked(char *a, size_t n, uint64_t seed)
+{
+    size_t bad = n;
+    for (size_t i = 0; i < n; i++) {
+        volatile uint64_t *w = (volatile uint64_t *)pg(a, i);
+        w[0] = seed * 1000003u + i;
+        if (bad == n && (w[1] != 0 || pg(a, i)[tu_page() - 1] != 0))
+            bad = i;
+    }
+    return bad;
+}
+
+/* Fills the process's map entries up to vm.max_map_count with a raw mapping whose pages alternate
+ * PROT_NONE and PROT_READ, a map entry a page; returns its start, *len its length, *err why the
+ * last change was refused (checked once there is room). One more entry is free after the munmap
+ * of page 2, a PROT_READ page between two PROT_NONE ones. */
+static char *fill_map_entries(size_t *len, int *err)
+{
+    FILE *mc = fopen("/proc/sys/vm/max_map_count", "re");
+    ck_assert_ptr_nonnull(mc);
+    long max_maps = 0;
+    ck_assert_int_eq(fscanf(mc, "%ld", &max_maps), 1);
+    fclose(mc);
+    ck_assert_msg(max_maps > 0 && max_maps <= 1000000, "vm.max_map_count %ld out of range for this test", max_maps);
+    *len = ((size_t)max_maps + 64) * tu_page();
+    char *f = mmap(NULL, *len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    ck_assert_ptr_ne(f, MAP_FAILED);
+    size_t k = 1;
+    while (2 * k + 2 < *len / tu_page() && mprotect(pg(f, 2 * k), tu_page(), PROT_READ) == 0)
+        k++;
+    *err = errno;
+    return f;
+}
+
+/*
+ * Hand-off at vm.max_map_count. Its MADV_HUGEPAGE and unregistration change the lazy region's map
+ * entries one by one, splitting them, and stop at the first split the kernel refuses, keeping what
+ * they did before it. Stream a[0] meets the limit with no entry free; stream a[1] with one, and a
+ * boundary between two entries of its region (MADV_DONTFORK on part of it) inside the extents it
+ * would hand off: the advice then takes the first entry and stops at the second's split. Every
+ * write must be kept, no part of a region be left both registered and advised huge pages, and,
+ * with room again, streams get whole extents again.
+ */
+START_TEST(streams_at_max_map_count_keep_every_write)
+{
+    enum huge_mode mode = huge_mode(_i);
+    const size_t n = 8 * HUGE_SZ / tu_page();
+    char *a[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_ptr_nonnull(a[i] = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY));
+    /* a[1]'s hand-off starts at its first 2 MiB boundary, or the one after if that is a[1] itself
+     * (whose first extent the stream's first faults fill), and covers 4 extents. */
+    char *mid = (char *)(((uintptr_t)a[1] + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1)) + 2 * HUGE_SZ;
+    ck_assert_int_eq(madvise(mid, (size_t)(pg(a[1], n) - mid), MADV_DONTFORK), 0);
+    /* No check at the limit: a passing one allocates too (Check records where it is), and a
+     * sanitizer's allocator needs new mappings for it. */
+    size_t flen, unzeroed[2];
+    int refused;
+    char *f = fill_map_entries(&flen, &refused);
+    unzeroed[0] = stream_write_unchecked(a[0], n, 20);
+    int given_back = munmap(pg(f, 2), tu_page());
+    unzeroed[1] = stream_write_unchecked(a[1], n, 21);
+    ck_assert_int_eq(munmap(f, flen), 0);
+    ck_assert_int_eq(refused, ENOMEM);
+    ck_assert_int_eq(given_back, 0);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(unzeroed[i] == n, "stream %d: page %zu not zero-filled", i, unzeroed[i]);
+        stream_check(a[i], 0, n, 20 + (uint64_t)i);
+        ck_assert_msg(!registered_and_hugepage_advised((uintptr_t)a[i], (uintptr_t)pg(a[i], n)),
+                      "stream %d at the limit left memory registered and advised huge pages", i);
+        ck_assert_uint_eq(KnVmUnmap(a[i], n * tu_page()), rcOk);
+    }
+    kosvmm_stats s0;
+    char *b = streamed_region(n, 30, &s0);
+    stream_check(b, 0, n, 30);
+    if (mode != HUGE_NONE)
+        ck_assert_uint_gt(huge_extents_now(), huge_extents(&s0));
+    ck_assert_uint_eq(KnVmUnmap(b, n * tu_page()), rcOk);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("lazy");
@@ -1431,6 +1534,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, staged_huge_pages_are_given_back_once_no_stream_wants_them, 0, 3);
     tcase_add_loop_test(tc, fork_while_staging_child_gets_no_staged_memory, 0, 3);
     tcase_add_loop_test(tc, streams_of_two_and_four_threads_lose_no_write, 0, 6);
+    tcase_add_loop_test(tc, streams_at_max_map_count_keep_every_write, 0, 3);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("process");

@@ -227,17 +227,25 @@ bool kvmm_uffd_handoff(struct kvmm_region *r, uintptr_t page, uint32_t extents, 
         b += HUGE;
     if (b == e || !record_handed(r, e, b, true))
         return false;
-    /* Advised first: a fault between the two calls must not get a 4 KiB page from the kernel. */
-    if (kvmm_os_advise_huge(e, b - e) != b - e)
-        return false;
-    (void)kvmm_os_discard(e, HUGE);
-    struct uffdio_range range = {.start = e, .len = b - e};
-    if (ioctl(kvmm_engine.fd, UFFDIO_UNREGISTER, &range) != 0) {
-        /* e.g. the split would pass vm.max_map_count: the stream stays with the handler. */
+    /* Advised first: a fault between the two calls must not get a 4 KiB page from the kernel.
+     * Both calls work map entry by map entry and stop at the first split refused at
+     * vm.max_map_count, keeping what they did: so a refusal takes the advice back over the whole
+     * range (registered huge-advised memory would have the kernel zero a huge page at every
+     * fault, only to drop it for the handler), and an unregistration refused part-way still
+     * records the range, since part of it may be the kernel's now, where a discard could destroy
+     * a write. The parts still registered get 4 KiB fills from the handler. */
+    if (kvmm_os_advise_huge(e, b - e) != b - e) {
         (void)kvmm_os_advise_no_huge(e, b - e);
         return false;
     }
+    (void)kvmm_os_discard(e, HUGE);
+    struct uffdio_range range = {.start = e, .len = b - e};
+    bool unregistered = ioctl(kvmm_engine.fd, UFFDIO_UNREGISTER, &range) == 0;
     record_handed(r, e, b, false);
+    if (!unregistered) {
+        (void)kvmm_os_advise_no_huge(e, b - e);
+        return false;
+    }
     kvmm_count(uffd_kernel_extents, (b - e) / HUGE);
     *lo = e;
     *hi = b;
