@@ -146,6 +146,7 @@ struct sample {
     double rss_kib;        /* growth of RssAnon over the timed part */
     double huge_moves, staged;        /* uffd huge-page streams: 2 MiB extents moved in, pages staged ahead */
     double handed;                    /* and 2 MiB extents handed to the kernel's huge-page faults */
+    double collapsed;                 /* of which made one huge page in place (MADV_COLLAPSE) */
     int engine_seen;       /* stats.lazy_engine once the lazy region was allocated, -1 for other methods */
 };
 
@@ -488,6 +489,7 @@ static void measure(struct bcase *c, int m, struct sample *s)
     s->huge_moves = (double)(st1.uffd_huge_moves - st0.uffd_huge_moves);
     s->staged = (double)(st1.uffd_staged_pages - st0.uffd_staged_pages);
     s->handed = (double)(st1.uffd_kernel_extents - st0.uffd_kernel_extents);
+    s->collapsed = (double)(st1.uffd_collapsed_extents - st0.uffd_collapsed_extents);
     s->resident = (double)resident_pages(base, c->size);
     region_release(&r, c->size);
 }
@@ -511,7 +513,7 @@ struct summary {
     double ratio, ratio_min, ratio_max; /* against the case's baseline, median and per-round range */
     double minflt, uffd_faults, filled, readahead, fill_ns, resident, window, thp_bytes, pinned_bytes;
     double rss_kib;
-    double huge_moves, staged, handed;
+    double huge_moves, staged, handed, collapsed;
     double thp_ratio, thp_ratio_min, thp_ratio_max; /* against native THP of the same case, when it ran */
 };
 
@@ -558,6 +560,7 @@ static void summarize(const struct bcase *c, int m, int rounds, struct summary *
     out->huge_moves = MED(s, rounds, huge_moves);
     out->staged = MED(s, rounds, staged);
     out->handed = MED(s, rounds, handed);
+    out->collapsed = MED(s, rounds, collapsed);
     if (c->run[M_THP] && c->pattern != P_COMMIT) {
         const struct sample *t = c->s[M_THP];
         out->thp_ratio = out->ns_page / (MED(t, rounds, ns) / div);
@@ -652,19 +655,19 @@ static void print_case(const struct bcase *c, int rounds, FILE *csv)
                c->pattern == P_COMMIT ? commit_method_name[m] : method_name[m],
                fmt_ns(s.ns_page, d, sizeof d), range, ratio, s.minflt, uf, fl, ra, s.resident, rt, warn);
         if (csv)
-            fprintf(csv, "%s,%zu,%d,%s,%zu,%d,%.1f,%.1f,%.1f,%.4f,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.4f,%.0f,%s,%.2f,%.0f,%.0f,%.0f\n",
+            fprintf(csv, "%s,%zu,%d,%s,%zu,%d,%.1f,%.1f,%.1f,%.4f,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.4f,%.0f,%s,%.2f,%.0f,%.0f,%.0f,%.0f\n",
                     pattern_key[c->pattern], c->size, c->threads, method_key[m], c->touched, rounds, s.ns_page,
                     s.ns_min, s.ns_max, s.ratio, s.ratio_min, s.ratio_max, s.minflt, s.uffd_faults, s.filled,
                     s.readahead, s.fill_ns, s.resident, c->touched ? s.resident / (double)c->touched : 0.0, s.window,
                     kernel_seen ? "kernel_engine" : *warn ? "no_uffd_faults" : "ok",
-                    100.0 * s.rss_kib * KIB / (double)c->size, s.huge_moves, s.staged, s.handed);
+                    100.0 * s.rss_kib * KIB / (double)c->size, s.huge_moves, s.staged, s.handed, s.collapsed);
     }
     if (c->run[M_UFFD_DEF] && c->pattern != P_COMMIT) {
         struct summary s;
         summarize(c, M_UFFD_DEF, rounds, &s);
-        printf("  lazy uffd default, huge-page streams: %.0f extents of 2 MiB handed to the kernel's huge-page faults, "
-               "%.0f moved in (UFFDIO_MOVE), %.0f pages staged ahead; %.2fx native THP\n", s.handed, s.huge_moves,
-               s.staged, s.thp_ratio);
+        printf("  lazy uffd default, huge-page streams: %.0f extents of 2 MiB handed to the kernel's huge-page faults "
+               "(%.0f of them made huge in place), %.0f moved in (UFFDIO_MOVE), %.0f pages staged ahead; %.2fx native "
+               "THP\n", s.handed, s.collapsed, s.huge_moves, s.staged, s.thp_ratio);
     }
     if (c->pattern == P_COMMIT && c->run[M_EAGER]) {
         struct summary s;
@@ -1157,7 +1160,7 @@ int main(int argc, char **argv)
         fprintf(csv, "pattern,size_bytes,threads,method,touched_pages,rounds,ns_per_page_median,ns_per_page_min,"
                      "ns_per_page_max,ratio_to_baseline,ratio_min,ratio_max,minflt,uffd_faults,uffd_pages_filled,"
                      "uffd_readahead_pages,uffd_fill_ns,resident_pages,resident_per_touched,lazy_window,status,"
-                     "rss_growth_pct,uffd_huge_moves,uffd_staged_pages,uffd_kernel_extents\n");
+                     "rss_growth_pct,uffd_huge_moves,uffd_staged_pages,uffd_kernel_extents,uffd_collapsed_extents\n");
     }
     for (int i = 0; i < ncases; i++)
         print_case(&cases[i], rounds, csv);

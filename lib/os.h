@@ -58,6 +58,10 @@ int kvmm_os_map_zeros(size_t len, uintptr_t *out);
 size_t kvmm_os_advise_huge(uintptr_t addr, size_t len);
 /* Keeps the kernel from making transparent huge pages in [addr, addr + len) (MADV_NOHUGEPAGE). */
 int kvmm_os_advise_no_huge(uintptr_t addr, size_t len);
+/* Makes the 2 MiB-aligned [addr, addr + len) transparent huge pages now, copying the pages present
+ * and zeroing the rest (MADV_COLLAPSE, Linux 6.1+: -EINVAL before; -EAGAIN/-ENOMEM when no huge
+ * page could be had). Refused (-EINVAL) where the mapping is not eligible, such as MADV_NOHUGEPAGE. */
+int kvmm_os_collapse(uintptr_t addr, size_t len);
 /* Private scratch memory for huge pages that a forked child must neither see nor share:
  * MADV_HUGEPAGE and MADV_WIPEONFORK (Linux 4.14) on [addr, addr + len). */
 int kvmm_os_advise_staging(uintptr_t addr, size_t len);

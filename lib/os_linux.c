@@ -19,6 +19,9 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 /* The syscall's result as 0 or a negative errno. */
 static int os_result(int ret)
@@ -119,6 +122,11 @@ size_t kvmm_os_advise_huge(uintptr_t addr, size_t len)
 int kvmm_os_advise_no_huge(uintptr_t addr, size_t len)
 {
     return os_result(madvise((void *)addr, len, MADV_NOHUGEPAGE));
+}
+
+int kvmm_os_collapse(uintptr_t addr, size_t len)
+{
+    return os_result(madvise((void *)addr, len, MADV_COLLAPSE));
 }
 
 int kvmm_os_advise_staging(uintptr_t addr, size_t len)

@@ -44,6 +44,7 @@ static int get_stats(kosvmm_stats *user)
     stats->uffd_huge_moves = LOAD(uffd_huge_moves);
     stats->uffd_staged_pages = LOAD(uffd_staged_pages);
     stats->uffd_kernel_extents = LOAD(uffd_kernel_extents);
+    stats->uffd_collapsed_extents = LOAD(uffd_collapsed_extents);
     kvmm_ext_out(user, &full, sizeof full);
     return 0;
 }

@@ -10,7 +10,7 @@ struct kvmm_counters {
     uint64_t pin_refusals, kernel_refusals;
     uint64_t uffd_faults, uffd_pages_filled, uffd_readahead_pages, uffd_fill_ns, thp_bytes, uffd_overcommits;
     uint64_t uffd_zero_pages;
-    uint64_t uffd_huge_moves, uffd_staged_pages, uffd_kernel_extents;
+    uint64_t uffd_huge_moves, uffd_staged_pages, uffd_kernel_extents, uffd_collapsed_extents;
     uint32_t guard_mechanism, lazy_window;
 };
 

@@ -82,6 +82,8 @@ typedef struct kosvmm_stats {
     rtl_uint64_t uffd_kernel_extents; /* 2 MiB extents of sequential write streams handed to the
                                         kernel's own huge-page faults (MADV_HUGEPAGE, unregistered
                                         from userfaultfd; KOSVMM_UFFD_HANDOFF=0 turns it off) */
+    rtl_uint64_t uffd_collapsed_extents; /* of those, extents that already had pages (where a
+                                        stream began), made one huge page in place (MADV_COLLAPSE) */
 } kosvmm_stats;
 
 #define KOSVMM_STATS_SIZE_MIN 16u    /* size, reserved, regions */

@@ -71,16 +71,23 @@ bool kvmm_uffd_huge_chunk(const struct kvmm_region *r, int dir, bool may_move, u
 bool kvmm_uffd_handoff_on(void);
 /* A write stream with its window grown faulted at page: hands up to extents 2 MiB extents from
  * page's own on, each wholly lazy, read-write and empty, to the kernel (MADV_HUGEPAGE, unregistered;
- * the faulting thread is woken and faults again there), and records them in r->lazy.handed. true
- * with [*lo, *hi) handed; false when page's extent does not qualify or r has no room to record
- * another range. r locked. */
-bool kvmm_uffd_handoff(struct kvmm_region *r, uintptr_t page, uint32_t extents, uintptr_t *lo, uintptr_t *hi);
+ * the faulting thread is woken and faults again there), and records them in r->lazy.handed. With
+ * collapse, page's extent may already have pages: it is then filled and made one huge page in
+ * place. true with [*lo, *hi) handed; false when page's extent does not qualify or r has no room
+ * to record another range. r locked. */
+bool kvmm_uffd_handoff(struct kvmm_region *r, uintptr_t page, uint32_t extents, bool collapse, uintptr_t *lo,
+                       uintptr_t *hi);
 /* Whether a background fill going dir must stop at lo: the start of an empty extent that an upward
  * write stream's next fault hands to the kernel (a copy would leave it partly populated). r locked. */
 bool kvmm_uffd_handoff_ahead(const struct kvmm_region *r, int dir, uintptr_t lo);
 /* Window a stream needs before its extents are moved whole: two or three faults in a row may
  * still be chance, and 2 MiB for them would defeat window_min's economy for random access. */
 #define KVMM_UFFD_MOVE_FROM_WINDOW 8u
+/* Window a stream needs before the extent it is in, already partly written, is made one huge page
+ * (kvmm_uffd_handoff's collapse): 64 pages or more in a row, of which the window's read-ahead
+ * would commit as many again anyway. Shorter runs (records written here and there) keep costing
+ * what they touch, not 2 MiB each. */
+#define KVMM_UFFD_COLLAPSE_FROM_WINDOW 64u
 /* Moves a staged huge page to the 2 MiB extent at dst (staging one first if none is ready). Pages
  * filled, or -errno: the caller then copies instead. Handler thread. */
 long kvmm_uffd_move(uintptr_t dst, bool dont_wake);

@@ -194,7 +194,8 @@ static bool plan_handoff(struct kvmm_region *r, struct kvmm_stream *s, uintptr_t
 {
     uintptr_t lo, hi;
     uint32_t n = s->handoff ? s->handoff : HANDOFF_MIN;
-    if (s->dir < 0 || s->window < KVMM_UFFD_MOVE_FROM_WINDOW || !kvmm_uffd_handoff(r, page, n, &lo, &hi))
+    bool collapse = s->window >= KVMM_UFFD_COLLAPSE_FROM_WINDOW;
+    if (s->dir < 0 || s->window < KVMM_UFFD_MOVE_FROM_WINDOW || !kvmm_uffd_handoff(r, page, n, collapse, &lo, &hi))
         return false;
     s->handoff = 2 * n < HANDOFF_MAX ? 2 * n : HANDOFF_MAX;
     s->lo = s->lo < lo ? s->lo : lo;
