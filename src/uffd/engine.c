@@ -340,6 +340,7 @@ static void fork_child(void)
         running = false;
     }
     kvmm_uffd_readahead_clear();
+    kvmm_uffd_watch_clear();
     kvmm_uffd_huge_forget();
     bump_generation();
     pthread_mutex_unlock(&lock);

@@ -46,6 +46,19 @@ void kvmm_uffd_overcommit(uintptr_t page, pid_t tid, uintptr_t base, uintptr_t e
 int kvmm_uffd_readahead_step(void);
 /* Drops all queued read-ahead (stop, fork). */
 void kvmm_uffd_readahead_clear(void);
+/* The upward write stream of the region at base whose handed range ends at frontier hands its next
+ * chunk to the kernel (as its writer's fault there would): 1 with the new end in *hi, 0 when there
+ * is no such stream or nothing to hand, -1 when a lock was busy. Handler thread. */
+int kvmm_uffd_stream_hand_on(uintptr_t base, uintptr_t frontier, uintptr_t *hi);
+
+/* Streams handed to the kernel, watched for progress (watch.c); handler thread only. [lo, hi) was
+ * just handed for the region at base. */
+void kvmm_uffd_watch(uintptr_t base, uintptr_t lo, uintptr_t hi);
+/* Hands on the streams whose writer is past the middle of its last chunk; forgets idle ones.
+ * Milliseconds until it wants to look again, -1 when it watches nothing. */
+int kvmm_uffd_watch_step(void);
+/* Forgets every watched stream (stop, fork). */
+void kvmm_uffd_watch_clear(void);
 
 /* Huge-page streams (huge.c). UFFD_FEATURE_MOVE's bit, for UFFDIO_API. */
 uint64_t kvmm_uffd_move_feature(void);

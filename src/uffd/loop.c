@@ -150,7 +150,9 @@ void kvmm_uffd_loop(sem_t *up)
             continue;
         /* Nothing to do: sleep, at most until staged huge pages count as idle. */
         kvmm_uffd_huge_release_idle();
-        int idle_ms = kvmm_uffd_huge_idle_ms();
+        int idle_ms = kvmm_uffd_huge_idle_ms(), watch_ms = kvmm_uffd_watch_step();
+        if (watch_ms >= 0 && (idle_ms < 0 || watch_ms < idle_ms))
+            idle_ms = watch_ms;
         wait_events(w, more > 0 ? 0 : more < 0 ? BUSY_RETRY_MS : idle_ms);
     }
     if (w->uring)

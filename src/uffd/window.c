@@ -189,19 +189,49 @@ static void plan_huge(const struct kvmm_region *r, struct kvmm_stream *s, uintpt
 /* Kernel huge-page streams (huge.c): a write stream whose window has grown hands the extents ahead
  * of it, from the faulting page's own, to the kernel's huge-page faults. The faulting thread was
  * woken by the unregistration: nothing is filled for it. */
-static bool plan_handoff(struct kvmm_region *r, struct kvmm_stream *s, uintptr_t page, uintptr_t *now_lo,
-                         uintptr_t *now_hi)
+static bool hand_off(struct kvmm_region *r, struct kvmm_stream *s, uintptr_t page, bool collapse, uintptr_t *hi)
 {
-    uintptr_t lo, hi;
+    uintptr_t lo;
     uint32_t n = s->handoff ? s->handoff : HANDOFF_MIN;
-    bool collapse = s->window >= KVMM_UFFD_COLLAPSE_FROM_WINDOW;
-    if (s->dir < 0 || s->window < KVMM_UFFD_MOVE_FROM_WINDOW || !kvmm_uffd_handoff(r, page, n, collapse, &lo, &hi))
+    if (!kvmm_uffd_handoff(r, page, n, collapse, &lo, hi))
         return false;
     s->handoff = 2 * n < HANDOFF_MAX ? 2 * n : HANDOFF_MAX;
     s->lo = s->lo < lo ? s->lo : lo;
-    s->hi = s->hi > hi ? s->hi : hi;
+    s->hi = s->hi > *hi ? s->hi : *hi;
+    s->next = s->hi; /* the kernel fills it: no background fill */
+    kvmm_uffd_watch(r->node.key, lo, *hi);
+    return true;
+}
+
+static bool plan_handoff(struct kvmm_region *r, struct kvmm_stream *s, uintptr_t page, uintptr_t *now_lo,
+                         uintptr_t *now_hi)
+{
+    uintptr_t hi;
+    bool collapse = s->window >= KVMM_UFFD_COLLAPSE_FROM_WINDOW;
+    if (s->dir < 0 || s->window < KVMM_UFFD_MOVE_FROM_WINDOW || !hand_off(r, s, page, collapse, &hi))
+        return false;
     *now_lo = *now_hi = page;
     return true;
+}
+
+int kvmm_uffd_stream_hand_on(uintptr_t base, uintptr_t frontier, uintptr_t *hi)
+{
+    if (kvmm_map_tryrdlock() != 0)
+        return -1;
+    int rc = 0;
+    struct kvmm_region *r = kvmm_map_find(base);
+    if (r && r->node.key == base && pthread_mutex_trylock(&r->lock) != 0) {
+        rc = -1;
+    } else if (r && r->node.key == base) {
+        for (int i = 0; i < KVMM_STREAMS && rc == 0; i++) {
+            struct kvmm_stream *s = &r->lazy.streams[i];
+            if (s->lo != s->hi && s->dir > 0 && s->hi == frontier && kvmm_uffd_active(r))
+                rc = hand_off(r, s, frontier, false, hi) ? 1 : 0;
+        }
+        pthread_mutex_unlock(&r->lock);
+    }
+    kvmm_map_unlock();
+    return rc;
 }
 
 /*
@@ -262,9 +292,7 @@ static bool plan(struct kvmm_region *r, uintptr_t page, bool write, const kosvmm
         fill_around_first_fault(s, page, ext_lo, ext_hi, now_lo, now_hi);
     /* Writes only: a read stream maps the shared zero page, which costs no memory at all. Not on
      * a first fault either, whose pages before and after the SDK asks for. */
-    else if (write && plan_handoff(r, s, page, now_lo, now_hi))
-        s->next = s->hi; /* the kernel fills it: no background fill */
-    else if (write) {
+    else if (write && !plan_handoff(r, s, page, now_lo, now_hi)) {
         plan_huge(r, s, page, now_lo, now_hi, huge);
         s->next = dir > 0 ? *now_hi : *now_lo;
     }
