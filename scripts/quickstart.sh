@@ -369,7 +369,8 @@ test_all() {
     export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:handle_segv=0:print_summary=1
     export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:handle_segv=0
     run_step "build (build-asan/)" build build-asan $WERROR -Db_sanitize=address,undefined -Db_lundef=false
-    run_meson_suite "meson test (build-asan/)" build-asan
+    run_meson_suite "meson test (build-asan/)" build-asan --no-suite fallback --no-suite no-uring
+    run_meson_suite "meson test (build-asan/, hostile)" build-asan --suite hostile-sanitized
     unset ASAN_OPTIONS UBSAN_OPTIONS
 
     run_tsan
