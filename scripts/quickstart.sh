@@ -166,7 +166,7 @@ run_tsan() {
         echo "vm.mmap_rnd_bits=$rnd_bits: running the TSan suites with $RUN_PREFIX"
     fi
     TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1:handle_segv=0:die_after_fork=0 \
-        run_meson_suite "meson test (build-tsan/)" build-tsan --suite unit --no-suite no-tsan
+        run_meson_suite "meson test (build-tsan/)" build-tsan --suite unit --no-suite no-tsan --no-suite huge-off
 }
 
 # The SDK-path headers must sit under <includedir>/kosvmm/sdk/: nothing but kosvmm/ may appear in the

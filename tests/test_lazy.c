@@ -1596,8 +1596,8 @@ START_TEST(streams_at_max_map_count_keep_every_write)
     char *a[2];
     for (int i = 0; i < 2; i++)
         ck_assert_ptr_nonnull(a[i] = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY));
-    /* a[1]'s hand-off starts at its first 2 MiB boundary, or the one after if that is a[1] itself
-     * (whose first extent the stream's first faults fill), and covers 4 extents. */
+    /* a[1]'s first hand-off covers 4 extents from its first 2 MiB boundary (with the extent the
+     * stream began in, made huge in place) or from the next one: both cover mid. */
     char *mid = (char *)(((uintptr_t)a[1] + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1)) + 2 * HUGE_SZ;
     ck_assert_int_eq(madvise(mid, (size_t)(pg(a[1], n) - mid), MADV_DONTFORK), 0);
     /* No check at the limit: a passing one allocates too (Check records where it is), and a
