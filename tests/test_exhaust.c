@@ -756,16 +756,6 @@ END_TEST
 
 /* ---- vm.max_map_count -------------------------------------------------------------------------- */
 
-static long read_long_file(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    ck_assert_ptr_nonnull(f);
-    long v = -1;
-    ck_assert_int_eq(fscanf(f, "%ld", &v), 1);
-    fclose(f);
-    return v;
-}
-
 /* Query and the kernel agree on page p: the permissions the one rule derives, and MDL pages are
  * shared mappings of the buffer ("rw-s"), others private. */
 static void assert_agrees(const char *p)
@@ -796,7 +786,7 @@ static void assert_agrees(const char *p)
  */
 START_TEST(mdl_at_max_map_count)
 {
-    long max_maps = read_long_file("/proc/sys/vm/max_map_count");
+    long max_maps = tu_read_long("/proc/sys/vm/max_map_count");
     ck_assert_msg(max_maps > 0 && max_maps <= 1000000, "vm.max_map_count %ld out of range for this test", max_maps);
 
     /* A peer in another process, forked while there is room, with a handle of its own to send. */

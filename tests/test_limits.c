@@ -29,16 +29,6 @@ static char *pg(void *base, size_t i)
     return (char *)base + i * tu_page();
 }
 
-static long read_long_file(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    ck_assert_ptr_nonnull(f);
-    long v = -1;
-    ck_assert_int_eq(fscanf(f, "%ld", &v), 1);
-    fclose(f);
-    return v;
-}
-
 /* A "Name:   123 kB" field of /proc/self/status, in kB. */
 static long status_kb(const char *field)
 {
@@ -140,7 +130,7 @@ static size_t check_agreement(char *base, size_t npages, const map_range *r, lon
 
 START_TEST(test_max_map_count)
 {
-    long max_maps = read_long_file("/proc/sys/vm/max_map_count");
+    long max_maps = tu_read_long("/proc/sys/vm/max_map_count");
     ck_assert_int_gt(max_maps, 0);
     ck_assert_msg(max_maps <= 1000000, "vm.max_map_count %ld is too large for this test", max_maps);
     long cap = max_maps + 4096;

@@ -289,6 +289,16 @@ long tu_maps_lines(void)
     return lines;
 }
 
+long tu_read_long(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    long v = -1;
+    ck_assert_int_eq(fscanf(f, "%ld", &v), 1);
+    fclose(f);
+    return v;
+}
+
 long tu_status_kb(const char *field)
 {
     int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);

@@ -111,6 +111,10 @@ int tu_run(Suite *suite);
  * count is not disturbed by the allocator mapping something while it is taken. */
 long tu_maps_lines(void);
 
+/* The number a file such as a sysctl holds (/proc/sys/vm/max_map_count); fails the test when it
+ * cannot be read. */
+long tu_read_long(const char *path);
+
 /* A "Field:   123 kB" line of /proc/self/status (field given with its colon, "VmRSS:"), in kB,
  * read without malloc; -1 when the field is absent. */
 long tu_status_kb(const char *field);

@@ -237,14 +237,15 @@ bool kvmm_uffd_handoff(struct kvmm_region *r, uintptr_t page, uint32_t extents, 
 {
     if (!kvmm_uffd_handoff_on())
         return false;
-    uintptr_t e = page & ~(HUGE - 1), b = e;
+    uintptr_t e = page & ~(HUGE - 1);
     if (movable(r, e))
-        b = e + HUGE, collapse = false;
-    else if (collapse && in_one_lazy_span(r, e))
-        b = e + HUGE;
-    while (b > e && b - e < (uintptr_t)extents * HUGE && movable(r, b))
+        collapse = false;
+    else if (!collapse || !in_one_lazy_span(r, e))
+        return false;
+    uintptr_t b = e + HUGE;
+    while (b - e < (uintptr_t)extents * HUGE && movable(r, b))
         b += HUGE;
-    if (b == e || !record_handed(r, e, b, true))
+    if (!record_handed(r, e, b, true))
         return false;
     /* Advised first: a fault between the two calls must not get a 4 KiB page from the kernel.
      * Both calls work map entry by map entry and stop at the first split refused at

@@ -220,15 +220,17 @@ int kvmm_uffd_stream_hand_on(uintptr_t base, uintptr_t frontier, uintptr_t *hi)
         return -1;
     int rc = 0;
     struct kvmm_region *r = kvmm_map_find(base);
-    if (r && r->node.key == base && pthread_mutex_trylock(&r->lock) != 0) {
-        rc = -1;
-    } else if (r && r->node.key == base) {
-        for (int i = 0; i < KVMM_STREAMS && rc == 0; i++) {
-            struct kvmm_stream *s = &r->lazy.streams[i];
-            if (s->lo != s->hi && s->dir > 0 && s->hi == frontier && kvmm_uffd_active(r))
-                rc = hand_off(r, s, frontier, false, hi) ? 1 : 0;
+    if (r && r->node.key == base) {
+        if (pthread_mutex_trylock(&r->lock) != 0) {
+            rc = -1;
+        } else {
+            for (int i = 0; i < KVMM_STREAMS && rc == 0; i++) {
+                struct kvmm_stream *s = &r->lazy.streams[i];
+                if (s->lo != s->hi && s->dir > 0 && s->hi == frontier && kvmm_uffd_active(r))
+                    rc = hand_off(r, s, frontier, false, hi) ? 1 : 0;
+            }
+            pthread_mutex_unlock(&r->lock);
         }
-        pthread_mutex_unlock(&r->lock);
     }
     kvmm_map_unlock();
     return rc;
