@@ -982,17 +982,74 @@ static uint64_t huge_extents_now(void)
     return huge_extents(&t);
 }
 
-/* Writes word 0 of pages [first, first + n) in order and checks that the rest of each page came
- * zeroed (a moved huge page is a staged one, never written). */
-static void stream_write(char *a, size_t first, size_t n, uint64_t seed)
+/* Writes word 0 of pages [first, first + n) in order, with no check on the way (a passing Check
+ * assertion allocates); returns the first page whose rest did not come zeroed (a moved huge page
+ * is a staged one, never written), or first + n. */
+static size_t stream_write_unchecked(char *a, size_t first, size_t n, uint64_t seed)
 {
+    size_t bad = first + n;
     for (size_t i = first; i < first + n; i++) {
         volatile uint64_t *w = (volatile uint64_t *)pg(a, i);
         /* Written first (volatile, so the compiler cannot read first): a read fault would map the
          * shared zero page, and the write then take the kernel's copy-on-write, never a move. */
         w[0] = seed * 1000003u + i;
-        ck_assert_msg(w[1] == 0 && pg(a, i)[tu_page() - 1] == 0, "page %zu not zero-filled", i);
+        if (bad == first + n && (w[1] != 0 || pg(a, i)[tu_page() - 1] != 0))
+            bad = i;
     }
+    return bad;
+}
+
+static void stream_write(char *a, size_t first, size_t n, uint64_t seed)
+{
+    size_t bad = stream_write_unchecked(a, first, n, seed);
+    ck_assert_msg(bad == first + n, "page %zu not zero-filled", bad);
+}
+
+/* The first mapping overlapping [lo, hi) whose smaps VmFlags line satisfies match: its start
+ * (lo if it starts below), *end its end; 0 if there is none. */
+static uintptr_t first_mapping(uintptr_t lo, uintptr_t hi, bool (*match)(const char *vmflags), uintptr_t *end)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    uintptr_t a = 0, b = 0, found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        uintptr_t x, y;
+        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &x, &y) == 2)
+            a = x, b = y;
+        else if (strncmp(line, "VmFlags:", 8) == 0 && a < hi && lo < b && match(line))
+            found = a > lo ? a : lo;
+    }
+    fclose(f);
+    if (found && end)
+        *end = b;
+    return found;
+}
+
+/* Advised MADV_HUGEPAGE ("hg"). */
+static bool hugepage_advised(const char *vmflags)
+{
+    return strstr(vmflags, " hg") != NULL;
+}
+
+/* Handed to the kernel: advised huge pages and not registered with the handler ("um"). */
+static bool handed_to_kernel(const char *vmflags)
+{
+    return hugepage_advised(vmflags) && !strstr(vmflags, " um");
+}
+
+/* Registered and advised huge pages: the kernel would zero a huge page at each fault there, only
+ * to drop it and ask the handler. */
+static bool registered_and_hugepage_advised(const char *vmflags)
+{
+    return hugepage_advised(vmflags) && strstr(vmflags, " um");
+}
+
+/* The end of the mapping that contains p if it is handed to the kernel, else 0. */
+static uintptr_t handed_end(const void *p)
+{
+    uintptr_t end = 0;
+    return first_mapping((uintptr_t)p, (uintptr_t)p + 1, handed_to_kernel, &end) ? end : 0;
 }
 
 /* A new lazy region of n pages, streamed through with stream_write; *before: the statistics
@@ -1185,29 +1242,6 @@ START_TEST(the_extent_a_stream_began_in_becomes_one_huge_page)
 }
 END_TEST
 
-/* The end of the mapping that contains p if it is handed to the kernel (advised MADV_HUGEPAGE, "hg",
- * and not registered with the handler, no "um"), else 0. */
-static uintptr_t handed_end(const void *p)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    ck_assert_ptr_nonnull(f);
-    char line[512];
-    uintptr_t a = 0, b = 0, end = 0;
-    bool here = false;
-    while (fgets(line, sizeof line, f)) {
-        uintptr_t x, y;
-        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &x, &y) == 2) {
-            a = x, b = y;
-            here = a <= (uintptr_t)p && (uintptr_t)p < b;
-        } else if (here && strncmp(line, "VmFlags:", 8) == 0) {
-            end = strstr(line, " hg") && !strstr(line, " um") ? b : 0;
-            break;
-        }
-    }
-    fclose(f);
-    return end;
-}
-
 /*
  * The handler watches a handed-off stream and hands the next chunk to the kernel once the writer is
  * past the middle of the last one, before the writer gets to its end (and waits there for the
@@ -1253,24 +1287,6 @@ START_TEST(a_handed_off_stream_past_its_chunks_middle_gets_the_next_chunk_withou
 }
 END_TEST
 
-/* The first address in [lo, hi) of a mapping advised MADV_HUGEPAGE ("hg" in smaps), or 0. */
-static uintptr_t first_hugepage_advised(uintptr_t lo, uintptr_t hi)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    ck_assert_ptr_nonnull(f);
-    char line[512];
-    uintptr_t a = 0, b = 0, found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        uintptr_t x, y;
-        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &x, &y) == 2)
-            a = x, b = y;
-        else if (strncmp(line, "VmFlags:", 8) == 0 && strstr(line, " hg") && a < hi && lo < b)
-            found = a > lo ? a : lo;
-    }
-    fclose(f);
-    return found;
-}
-
 START_TEST(random_access_after_a_handed_off_stream_gets_no_huge_pages)
 {
     enum huge_mode mode = huge_mode(2);
@@ -1282,7 +1298,7 @@ START_TEST(random_access_after_a_handed_off_stream_gets_no_huge_pages)
     const size_t streamed = 4 * HUGE_SZ / tu_page() + 16;
     stream_write(a, 0, streamed, 7);
     uintptr_t beyond = ((uintptr_t)pg(a, streamed) + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1);
-    uintptr_t ahead = first_hugepage_advised(beyond, (uintptr_t)pg(a, n));
+    uintptr_t ahead = first_mapping(beyond, (uintptr_t)pg(a, n), hugepage_advised, NULL);
     if (mode != HUGE_HANDOFF) {
         ck_assert_uint_eq(ahead, 0);
     } else {
@@ -1291,7 +1307,7 @@ START_TEST(random_access_after_a_handed_off_stream_gets_no_huge_pages)
         /* Then random access elsewhere in the region, until it is handed to kernel paging. */
         for (size_t i = 0; i < 64; i++)
             pg(a, n / 2 + i * 97)[0] = 1;
-        ck_assert_uint_eq(first_hugepage_advised((uintptr_t)a, (uintptr_t)pg(a, n)), 0);
+        ck_assert_uint_eq(first_mapping((uintptr_t)a, (uintptr_t)pg(a, n), hugepage_advised, NULL), 0);
         /* An untouched page there now costs one page, not 2 MiB. */
         ((volatile char *)ahead)[0] = 2;
         uintptr_t e = ahead & ~(uintptr_t)(HUGE_SZ - 1);
@@ -1524,51 +1540,13 @@ START_TEST(streams_of_two_and_four_threads_lose_no_write)
 }
 END_TEST
 
-/* Whether a kernel mapping in [lo, hi) is both registered with the handler ("um" in smaps) and
- * advised MADV_HUGEPAGE ("hg"): the kernel would zero a huge page at each of its faults there,
- * only to drop it and ask the handler. */
-static bool registered_and_hugepage_advised(uintptr_t lo, uintptr_t hi)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    ck_assert_ptr_nonnull(f);
-    char line[512];
-    uintptr_t a = 0, b = 0;
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f)) {
-        uintptr_t x, y;
-        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &x, &y) == 2)
-            a = x, b = y;
-        else if (strncmp(line, "VmFlags:", 8) == 0 && a < hi && lo < b)
-            found = strstr(line, " hg") && strstr(line, " um");
-    }
-    fclose(f);
-    return found;
-}
-
-/* stream_write without a check on the way: returns the first page that was not zero-filled, or n. */
-static size_t stream_write_unchecked(char *a, size_t n, uint64_t seed)
-{
-    size_t bad = n;
-    for (size_t i = 0; i < n; i++) {
-        volatile uint64_t *w = (volatile uint64_t *)pg(a, i);
-        w[0] = seed * 1000003u + i;
-        if (bad == n && (w[1] != 0 || pg(a, i)[tu_page() - 1] != 0))
-            bad = i;
-    }
-    return bad;
-}
-
 /* Fills the process's map entries up to vm.max_map_count with a raw mapping whose pages alternate
  * PROT_NONE and PROT_READ, a map entry a page; returns its start, *len its length, *err why the
  * last change was refused (checked once there is room). One more entry is free after the munmap
  * of page 2, a PROT_READ page between two PROT_NONE ones. */
 static char *fill_map_entries(size_t *len, int *err)
 {
-    FILE *mc = fopen("/proc/sys/vm/max_map_count", "re");
-    ck_assert_ptr_nonnull(mc);
-    long max_maps = 0;
-    ck_assert_int_eq(fscanf(mc, "%ld", &max_maps), 1);
-    fclose(mc);
+    long max_maps = tu_read_long("/proc/sys/vm/max_map_count");
     ck_assert_msg(max_maps > 0 && max_maps <= 1000000, "vm.max_map_count %ld out of range for this test", max_maps);
     *len = ((size_t)max_maps + 64) * tu_page();
     char *f = mmap(NULL, *len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -1583,38 +1561,45 @@ static char *fill_map_entries(size_t *len, int *err)
 /*
  * Hand-off at vm.max_map_count. Its MADV_HUGEPAGE and unregistration change the lazy region's map
  * entries one by one, splitting them, and stop at the first split the kernel refuses, keeping what
- * they did before it. Stream a[0] meets the limit with no entry free; stream a[1] with one, and a
- * boundary between two entries of its region (MADV_DONTFORK on part of it) inside the extents it
- * would hand off: the advice then takes the first entry and stops at the second's split. Every
- * write must be kept, no part of a region be left both registered and advised huge pages, and,
- * with room again, streams get whole extents again.
+ * they did before it. Stream a[0] meets the limit with no entry free. a[1] and a[2] have a boundary
+ * between two entries of their region (MADV_DONTFORK on part of it) inside the extents they would
+ * hand off, and meet the limit with no entry free and with one: where the hand-off starts at an
+ * entry's start, the advice takes the first entry with no split and stops at the second's (a[1]);
+ * where it must split there first, it takes the free entry for that split (a[2]). Every write must
+ * be kept, no part of a region be left both registered and advised huge pages, and, with room
+ * again, streams get whole extents again.
  */
 START_TEST(streams_at_max_map_count_keep_every_write)
 {
     enum huge_mode mode = huge_mode(_i);
+    enum { REGIONS = 3 };
     const size_t n = 8 * HUGE_SZ / tu_page();
-    char *a[2];
-    for (int i = 0; i < 2; i++)
+    char *a[REGIONS];
+    for (int i = 0; i < REGIONS; i++) {
         ck_assert_ptr_nonnull(a[i] = KnVmAllocate(RTL_NULL, n * tu_page(), LAZY));
-    /* a[1]'s first hand-off covers 4 extents from its first 2 MiB boundary (with the extent the
-     * stream began in, made huge in place) or from the next one: both cover mid. */
-    char *mid = (char *)(((uintptr_t)a[1] + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1)) + 2 * HUGE_SZ;
-    ck_assert_int_eq(madvise(mid, (size_t)(pg(a[1], n) - mid), MADV_DONTFORK), 0);
+        /* The first hand-off covers 4 extents from the region's first 2 MiB boundary (with the
+         * extent the stream began in, made huge in place) or from the next one: both cover mid. */
+        char *mid = (char *)(((uintptr_t)a[i] + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1)) + 2 * HUGE_SZ;
+        if (i > 0)
+            ck_assert_int_eq(madvise(mid, (size_t)(pg(a[i], n) - mid), MADV_DONTFORK), 0);
+    }
     /* No check at the limit: a passing one allocates too (Check records where it is), and a
      * sanitizer's allocator needs new mappings for it. */
-    size_t flen, unzeroed[2];
-    int refused;
+    size_t flen, unzeroed[REGIONS];
+    int refused, given_back = 0;
     char *f = fill_map_entries(&flen, &refused);
-    unzeroed[0] = stream_write_unchecked(a[0], n, 20);
-    int given_back = munmap(pg(f, 2), tu_page());
-    unzeroed[1] = stream_write_unchecked(a[1], n, 21);
+    for (int i = 0; i < REGIONS; i++) {
+        if (i == 2)
+            given_back = munmap(pg(f, 2), tu_page());
+        unzeroed[i] = stream_write_unchecked(a[i], 0, n, 20 + (uint64_t)i);
+    }
     ck_assert_int_eq(munmap(f, flen), 0);
     ck_assert_int_eq(refused, ENOMEM);
     ck_assert_int_eq(given_back, 0);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < REGIONS; i++) {
         ck_assert_msg(unzeroed[i] == n, "stream %d: page %zu not zero-filled", i, unzeroed[i]);
         stream_check(a[i], 0, n, 20 + (uint64_t)i);
-        ck_assert_msg(!registered_and_hugepage_advised((uintptr_t)a[i], (uintptr_t)pg(a[i], n)),
+        ck_assert_msg(!first_mapping((uintptr_t)a[i], (uintptr_t)pg(a[i], n), registered_and_hugepage_advised, NULL),
                       "stream %d at the limit left memory registered and advised huge pages", i);
         ck_assert_uint_eq(KnVmUnmap(a[i], n * tu_page()), rcOk);
     }
